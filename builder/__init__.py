@@ -1,0 +1,1 @@
+"""Role images: from the cluster model to diskimage-builder artefacts and their manifest."""

@@ -1,0 +1,86 @@
+"""Run diskimage-builder for one role, logging everything and reporting its phases."""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import subprocess
+from collections import deque
+from collections.abc import Callable
+from pathlib import Path
+
+from importlib.metadata import version
+
+from imgbuild.builder.elements import elements_dir, role_elements
+from imgbuild.builder.mirror import Mirrors
+from imgbuild.errors import UserError
+from imgbuild.model import Build, Role
+
+# dib-run-parts announces each hook as "Running /…/install.d/01-package-installs".
+_HOOK = re.compile(r"Running (?:\S*/)?(?P<phase>[a-z-]+)\.d/(?P<hook>[\w.-]+)")
+_CONVERT = re.compile(r"Converting image using qemu-img convert")
+
+
+def dib_version() -> str:
+    return version("diskimage-builder")
+
+
+def command(role: Role, build: Build, out_stem: Path) -> list[str]:
+    # raw is always made: the manifest reads its package list, and PXE serves its root.
+    cmd = ["disk-image-create", "-a", "amd64", "-o", str(out_stem), "-t", "qcow2,raw", "--qemu-img-options", "compression_type=zstd"]
+    if build.image_size_gb:
+        cmd += ["--image-size", f"{build.image_size_gb}"]
+    return cmd + role_elements(role)
+
+
+def environment(build: Build, mirrors: Mirrors, cache_dir: Path) -> dict[str, str]:
+    env = dict(os.environ)
+    env.update(
+        ELEMENTS_PATH=str(elements_dir()),
+        DIB_RELEASE=build.release,
+        DIB_DISTRIBUTION_MIRROR=mirrors.main,
+        DIB_DEBIAN_SECURITY_MIRROR=mirrors.security,
+        DIB_IMAGE_CACHE=str(cache_dir),
+        # Reuse the debootstrap tarball; DIB_IMAGE_CACHE is keyed by mirror and release.
+        DIB_DEBOOTSTRAP_CACHE="1",
+        DIB_DEBIAN_USE_DEBOOTSTRAP_CACHE="1",
+        IMGBUILD_KERNEL=build.kernel,
+        DIB_CLOUD_INIT_DATASOURCES="NoCloud, ConfigDrive, OpenStack, None",
+    )
+    return env
+
+
+def run(cmd: list[str], env: dict[str, str], log_path: Path, on_phase: Callable[[str], None]) -> None:
+    """Run disk-image-create; the full output goes to log_path, its phases to on_phase."""
+    tail: deque[str] = deque(maxlen=25)
+    with log_path.open("w") as log:
+        log.write("$ " + " ".join(cmd) + "\n")
+        log.flush()
+        proc = subprocess.Popen(
+            cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, errors="replace", start_new_session=True
+        )
+        try:
+            assert proc.stdout is not None
+            phase = ""
+            for line in proc.stdout:
+                log.write(line)
+                tail.append(line.rstrip())
+                if m := _HOOK.search(line):
+                    if m["phase"] != phase:
+                        phase = m["phase"]
+                    on_phase(f"{phase}: {m['hook']}")
+                elif _CONVERT.search(line):
+                    on_phase("converting image")
+            proc.wait()
+        except BaseException:
+            # Interrupted: stop the whole dib process group; its own traps unmount and detach.
+            os.killpg(proc.pid, signal.SIGTERM)
+            try:
+                proc.wait(timeout=120)
+            except subprocess.TimeoutExpired:
+                os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait()
+            raise
+    if proc.returncode != 0:
+        raise UserError(f"disk-image-create failed (exit {proc.returncode}); full log: {log_path}", detail="\n".join(tail))

@@ -1,0 +1,52 @@
+"""Read files of a built (partitionless ext4) image with debugfs: no loop device, no mount."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+from pathlib import Path
+
+
+def _debugfs(image: Path, request: str) -> subprocess.CompletedProcess[bytes]:
+    return subprocess.run(["debugfs", "-R", request, str(image)], capture_output=True, check=True)
+
+
+def read(image: Path, path: str) -> bytes | None:
+    """The contents of a regular file in the image, or None when it does not exist."""
+    if mode(image, path) is None:
+        return None
+    return _debugfs(image, f"cat {path}").stdout
+
+
+def read_text(image: Path, path: str) -> str | None:
+    data = read(image, path)
+    return None if data is None else data.decode()
+
+
+def mode(image: Path, path: str) -> int | None:
+    """The full st_mode of a path in the image (file type included), or None when absent."""
+    out = _debugfs(image, f"stat {path}")
+    match = re.search(rb"Mode:\s+(\d+)", out.stdout)
+    if not match:
+        return None
+    type_bits = {b"regular": 0o100000, b"directory": 0o040000, b"symlink": 0o120000}
+    kind = re.search(rb"Type: (\w+)", out.stdout)
+    return int(match.group(1), 8) | type_bits.get(kind.group(1) if kind else b"", 0)
+
+
+def listdir(image: Path, path: str) -> list[str]:
+    """Names in a directory of the image (without . and ..); empty when absent."""
+    out = _debugfs(image, f"ls -p {path}").stdout.decode(errors="replace")
+    names = [line.split("/")[5] for line in out.splitlines() if line.count("/") >= 6]
+    return sorted(n for n in names if n not in (".", ".."))
+
+
+def packages(image: Path) -> dict[str, str]:
+    """Installed Debian packages and their versions, from the image's dpkg status."""
+    status = read_text(image, "/var/lib/dpkg/status") or ""
+    found: dict[str, str] = {}
+    for stanza in status.split("\n\n"):
+        fields = dict(re.findall(r"^(Package|Version|Status): (.*)$", stanza, re.M))
+        if fields.get("Status", "").endswith(" installed") and "Package" in fields:
+            found[fields["Package"]] = fields.get("Version", "")
+    return dict(sorted(found.items()))

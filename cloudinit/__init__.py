@@ -1,0 +1,1 @@
+"""Per-node cloud-init data: from the cluster model to seeds that make a role image into a node."""

@@ -1,0 +1,95 @@
+"""The imgbuild command line: every command maps config → model → artefacts → report."""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable
+from pathlib import Path
+from typing import Annotated, Any, Optional
+
+import typer
+
+from imgbuild import configfile, model, ui
+from imgbuild.errors import UserError
+
+app = typer.Typer(no_args_is_help=True, add_completion=False, help=__doc__)
+
+ConfigOpt = Annotated[Optional[Path], typer.Option("--config", "-c", help="cluster description (TOML); the seed's cluster when omitted")]
+JsonOpt = Annotated[bool, typer.Option("--json", help="print machine-readable JSON on stdout")]
+OutputOpt = Annotated[Path, typer.Option("--output", "-o", help="directory of the role images")]
+DEFAULT_OUTPUT = Path("images")
+
+
+def user_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
+    """Turn a UserError into its detail, one 'error:' line and a non-zero exit, without a traceback."""
+
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return fn(*args, **kwargs)
+        except UserError as exc:
+            if exc.detail:
+                ui.err.print(exc.detail, markup=False, highlight=False)
+            ui.err.print(f"[bold red]error:[/] {exc}", highlight=False)
+            raise typer.Exit(exc.exit_code) from None
+
+    return wrapper
+
+
+@app.command()
+@user_errors
+def init(
+    path: Annotated[Path, typer.Argument(help="file to write")] = Path("cluster.toml"),
+    force: Annotated[bool, typer.Option("--force", help="overwrite an existing file")] = False,
+) -> None:
+    """Write the seed's cluster as a commented description to edit."""
+    if path.exists() and not force:
+        raise UserError(f"{path} exists; pass --force to overwrite it")
+    path.write_text(configfile.render(model.Cluster()))
+    ui.err.print(f"wrote {path}; edit it and pass it with --config {path}")
+
+
+@app.command()
+@user_errors
+def build(
+    role: Annotated[Optional[list[str]], typer.Option("--role", "-r", help="loadbalancer or webserver (repeatable); both when omitted")] = None,
+    config: ConfigOpt = None,
+    output: OutputOpt = DEFAULT_OUTPUT,
+    mirror: Annotated[Optional[str], typer.Option(help="Debian mirror URL (env IMGBUILD_MIRROR)")] = None,
+    security_mirror: Annotated[Optional[str], typer.Option(help="Debian security mirror URL (env IMGBUILD_SECURITY_MIRROR)")] = None,
+    force: Annotated[bool, typer.Option("--force", help="rebuild even when nothing changed")] = False,
+    json_out: JsonOpt = False,
+) -> None:
+    """Build the role images with diskimage-builder (cached by their inputs)."""
+    from imgbuild.builder import build as builder
+    from imgbuild.builder import mirror as mirrors_mod
+
+    cluster = model.load(config)
+    roles = parse_roles(role)
+    b = cluster.build
+    mirrors = mirrors_mod.resolve(b.release, mirror or b.mirror, security_mirror or b.security_mirror)
+    manifests = {}
+    for r in roles:
+        with ui.progress(f"building {r.value}") as status:
+            result = builder.build_role(r, b, mirrors, output, force=force, on_phase=status)
+        manifests[r.value] = result.manifest
+        how = "unchanged, cached" if result.cached else f"built in {result.manifest['build_seconds']} s, log {result.log}"
+        ui.err.print(f"[green]✓[/] {r.value}: {builder.role_dir(output, r)}/ ({how})")
+    if json_out:
+        ui.emit_json(manifests)
+
+
+def parse_roles(names: Optional[list[str]]) -> list[model.Role]:
+    if not names:
+        return list(model.Role)
+    roles = []
+    for name in names:
+        try:
+            roles.append(model.Role(name))
+        except ValueError:
+            raise UserError(f"unknown role {name!r}; choose loadbalancer or webserver") from None
+    return roles
+
+
+def main() -> None:
+    app()

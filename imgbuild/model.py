@@ -1,0 +1,260 @@
+"""The cluster description: one typed, validated model that drives every step.
+
+The seed's cluster (four nodes, VIP 192.168.0.105) is the default, so every
+command works without a file.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+import tomllib
+from enum import Enum
+from pathlib import Path
+from typing import Annotated, Literal
+
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    model_validator,
+)
+
+from imgbuild.errors import ConfigError
+
+_HOSTNAME = re.compile(r"^(?!-)[a-z0-9-]{1,63}(?<!-)$")
+_DOMAIN = re.compile(r"^(?!-)[a-z0-9-]{1,63}(?<!-)(\.(?!-)[a-z0-9-]{1,63}(?<!-))*$")
+_MAC = re.compile(r"^([0-9a-f]{2}:){5}[0-9a-f]{2}$")
+
+# Schedulers whose modules the loadbalancer image loads at boot.
+SCHEDULERS = ("rr", "wrr", "lc", "wlc", "lblc", "lblcr", "dh", "sh", "sed", "nq")
+
+
+def _hostname(value: str) -> str:
+    if not _HOSTNAME.match(value):
+        raise ValueError("not a valid hostname (lowercase letters, digits and '-', at most 63)")
+    return value
+
+
+def _domain(value: str) -> str:
+    if not _DOMAIN.match(value):
+        raise ValueError("not a valid DNS domain")
+    return value
+
+
+def _mac(value: str) -> str:
+    value = value.lower()
+    if not _MAC.match(value):
+        raise ValueError("not a MAC address like 52:54:00:12:34:56")
+    return value
+
+
+Hostname = Annotated[str, AfterValidator(_hostname)]
+Domain = Annotated[str, AfterValidator(_domain)]
+Mac = Annotated[str, AfterValidator(_mac)]
+
+
+class Role(str, Enum):
+    loadbalancer = "loadbalancer"
+    webserver = "webserver"
+
+
+class Strict(BaseModel):
+    """Unknown keys are errors: a typo must not silently fall back to a default."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Node(Strict):
+    name: Hostname
+    role: Role
+    address: ipaddress.IPv4Address
+    mac: Mac | None = Field(None, description="NIC MAC; derived from the name when unset")
+
+
+class Network(Strict):
+    subnet: ipaddress.IPv4Network = ipaddress.IPv4Network("192.168.0.0/24")
+    gateway: ipaddress.IPv4Address | None = None
+    vip: ipaddress.IPv4Address = ipaddress.IPv4Address("192.168.0.105")
+    domain: Domain = "example.com"
+    interface: str = Field("eth0", pattern=r"^[a-z][a-z0-9]{0,14}$")
+    nameservers: list[ipaddress.IPv4Address] = []
+
+
+class Balancer(Strict):
+    """ldirectord's virtual service (the seed's ldirectord.cf)."""
+
+    port: int = Field(80, ge=1, le=65535)
+    scheduler: Literal[SCHEDULERS] = "rr"  # type: ignore[valid-type]
+    check_page: str = Field("ldirector.html", pattern=r"^[A-Za-z0-9._/-]+$")
+    check_receive: str = Field("Test Page", min_length=1, pattern=r'^[^"\n]+$')
+    check_interval: int = Field(2, ge=1, le=3600, description="seconds between checks")
+    check_timeout: int = Field(10, ge=1, le=3600, description="seconds a check may take")
+    quiescent: bool = True
+    persistence: int | None = Field(None, ge=1, le=86400, description="sticky seconds")
+
+
+class Heartbeat(Strict):
+    """ha.cf timing and transport. Times in milliseconds; defaults fail over fast."""
+
+    keepalive_ms: int = Field(500, ge=100)
+    deadtime_ms: int = Field(2000, ge=200)
+    warntime_ms: int = Field(1000, ge=100)
+    initdead_ms: int = Field(10000, ge=200)
+    transports: list[Literal["bcast", "mcast", "ucast"]] = Field(["bcast"], min_length=1)
+    mcast_group: ipaddress.IPv4Address = ipaddress.IPv4Address("225.0.0.1")
+    udpport: int = Field(694, ge=1, le=65535)
+    auto_failback: bool = False
+    auth_method: Literal["sha1", "md5", "crc"] = "sha1"
+    ipfail: bool = True
+
+    @model_validator(mode="after")
+    def _timing(self) -> Heartbeat:
+        if self.deadtime_ms <= 2 * self.keepalive_ms:
+            raise ValueError("deadtime_ms must be more than twice keepalive_ms (heartbeat refuses otherwise)")
+        if not self.keepalive_ms <= self.warntime_ms < self.deadtime_ms:
+            raise ValueError("warntime_ms must lie between keepalive_ms and deadtime_ms")
+        if self.initdead_ms < self.deadtime_ms:
+            raise ValueError("initdead_ms must not be below deadtime_ms (heartbeat refuses otherwise)")
+        if self.auth_method == "crc":
+            raise ValueError("auth_method 'crc' authenticates nothing; use sha1")
+        if not self.mcast_group.is_multicast:
+            raise ValueError(f"mcast_group {self.mcast_group} is not a multicast address")
+        return self
+
+
+class Admin(Strict):
+    """The key-based admin user that operators and `imgbuild verify` log in as."""
+
+    user: Hostname = "admin"
+    ssh_keys: list[str] = Field([], description="public keys; a per-cluster key is generated when empty")
+    password: str | None = Field(None, description="plain text, hashed with sha512_crypt; login stays key-only when unset")
+
+    @model_validator(mode="after")
+    def _keys(self) -> Admin:
+        for key in self.ssh_keys:
+            if not re.match(r"^(ssh-(ed25519|rsa|dss)|ecdsa-sha2-nistp\d+|sk-\S+) [A-Za-z0-9+/=]+( .*)?$", key):
+                raise ValueError(f"ssh_keys: {key[:30]!r}… is not an OpenSSH public key line")
+        return self
+
+
+class Build(Strict):
+    release: Literal["bookworm"] = "bookworm"
+    mirror: str | None = Field(None, description="Debian mirror URL; the host's apt sources when unset")
+    security_mirror: str | None = Field(None, description="Debian security mirror URL; the host's when unset")
+    kernel: Literal["cloud-amd64", "amd64"] = "cloud-amd64"
+    image_size_gb: float | None = Field(None, gt=0.5, le=64, description="root filesystem size; fitted to the content when unset")
+    formats: list[Literal["qcow2", "raw"]] = Field(["qcow2", "raw"], min_length=1)
+
+    @model_validator(mode="after")
+    def _urls(self) -> Build:
+        for url in (self.mirror, self.security_mirror):
+            if url is not None and not re.match(r"^(https?|file)://\S+$", url):
+                raise ValueError(f"mirror {url!r} is not an http(s):// or file:// URL")
+        return self
+
+
+class Cluster(Strict):
+    name: Hostname = "ultramonkey"
+    nodes: list[Node] = Field(
+        default_factory=lambda: [
+            Node(name="webserver1", role=Role.webserver, address=ipaddress.IPv4Address("192.168.0.101")),
+            Node(name="webserver2", role=Role.webserver, address=ipaddress.IPv4Address("192.168.0.102")),
+            Node(name="loadb1", role=Role.loadbalancer, address=ipaddress.IPv4Address("192.168.0.103")),
+            Node(name="loadb2", role=Role.loadbalancer, address=ipaddress.IPv4Address("192.168.0.104")),
+        ]
+    )
+    network: Network = Network()
+    balancer: Balancer = Balancer()
+    heartbeat: Heartbeat = Heartbeat()
+    admin: Admin = Admin()
+    build: Build = Build()
+
+    @model_validator(mode="after")
+    def _topology(self) -> Cluster:
+        net = self.network
+        names = [n.name for n in self.nodes]
+        addresses = [n.address for n in self.nodes]
+        for seen, what in ((names, "name"), (addresses, "address")):
+            dupes = sorted({str(x) for x in seen if seen.count(x) > 1})
+            if dupes:
+                raise ValueError(f"duplicate node {what}: {', '.join(dupes)}")
+        usable = (net.subnet.network_address, net.subnet.broadcast_address)
+        for node in self.nodes:
+            if node.address not in net.subnet or node.address in usable:
+                raise ValueError(f"node {node.name}: address {node.address} is not a host address of {net.subnet}")
+        if net.vip not in net.subnet or net.vip in usable:
+            raise ValueError(f"network.vip {net.vip} is not a host address of {net.subnet}")
+        if net.vip in addresses:
+            raise ValueError(f"network.vip {net.vip} is also a node address")
+        if net.gateway is not None and (net.gateway not in net.subnet or net.gateway in addresses or net.gateway == net.vip):
+            raise ValueError(f"network.gateway {net.gateway} must be a free address of {net.subnet}")
+        if len(self.by_role(Role.loadbalancer)) != 2:
+            raise ValueError("heartbeat needs exactly two loadbalancer nodes")
+        if not self.by_role(Role.webserver):
+            raise ValueError("the cluster needs at least one webserver node")
+        macs = [self.mac(n) for n in self.nodes]
+        if len(set(macs)) != len(macs):
+            raise ValueError("duplicate node mac")
+        return self
+
+    def by_role(self, role: Role) -> list[Node]:
+        return [n for n in self.nodes if n.role == role]
+
+    def node(self, name: str) -> Node:
+        for n in self.nodes:
+            if n.name == name:
+                return n
+        raise ConfigError(f"no node named {name!r}; the cluster has: {', '.join(n.name for n in self.nodes)}")
+
+    def mac(self, node: Node) -> str:
+        """The node's MAC: configured, or a stable locally administered one from its address."""
+        if node.mac:
+            return node.mac
+        packed = node.address.packed
+        return "52:54:" + ":".join(f"{b:02x}" for b in packed)
+
+    def fqdn(self, node: Node) -> str:
+        return f"{node.name}.{self.network.domain}"
+
+
+def _location(loc: tuple[int | str, ...]) -> str:
+    parts: list[str] = []
+    for item in loc:
+        if isinstance(item, int):
+            parts[-1] = f"{parts[-1]}[{item}]" if parts else f"[{item}]"
+        else:
+            parts.append(str(item))
+    return ".".join(parts)
+
+
+def _one_line(err: ValidationError, source: str) -> str:
+    first = err.errors()[0]
+    where = _location(tuple(x for x in first["loc"] if not str(x).startswith(("function-", "literal[", "enum["))))
+    msg = first["msg"].removeprefix("Value error, ")
+    if first["type"] == "extra_forbidden":
+        msg = "unknown key"
+    return f"{source}: {where}: {msg}" if where else f"{source}: {msg}"
+
+
+def parse(data: dict, source: str = "config") -> Cluster:
+    """Validate a decoded description; any problem becomes one ConfigError line."""
+    try:
+        return Cluster.model_validate(data)
+    except ValidationError as err:
+        raise ConfigError(_one_line(err, source)) from None
+
+
+def load(path: Path | None) -> Cluster:
+    """The cluster from a TOML file, or the seed's cluster when no file is given."""
+    if path is None:
+        return Cluster()
+    try:
+        data = tomllib.loads(path.read_text())
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: no such file; write one with `imgbuild init {path}`") from None
+    except tomllib.TOMLDecodeError as err:
+        raise ConfigError(f"{path}: not valid TOML: {err}") from None
+    return parse(data, str(path))
