@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ctypes
+import functools
 import ctypes.util
 import hashlib
 import json
@@ -11,6 +12,7 @@ import shutil
 import tempfile
 import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -121,7 +123,7 @@ def build_role(
     try:
         stem = work / "dib" / role.value
         stem.parent.mkdir()
-        env = dib.environment(build, mirrors, dib_cache_dir(build, mirrors))
+        env = dib.environment(build, mirrors, dib_cache_dir(role, build, mirrors))
         env["PATH"] = preflight.tool_path()
         dib.run(dib.command(role, build, stem), env, log, on_phase)
         on_phase("writing manifest")
@@ -148,3 +150,24 @@ def build_role(
         return Result(manifest, cached=False, log=log)
     finally:
         shutil.rmtree(work, ignore_errors=True)
+
+
+def build_roles(
+    roles: list[Role],
+    build: Build,
+    mirrors: Mirrors,
+    output: Path,
+    force: bool,
+    on_phase: Callable[[Role, str], None],
+) -> dict[Role, Result]:
+    """Build the roles in parallel (dib is mostly I/O and dpkg); the first failure is raised."""
+    with ThreadPoolExecutor(max_workers=len(roles)) as pool:
+        futures = {
+            role: pool.submit(build_role, role, build, mirrors, output, force, functools.partial(on_phase, role))
+            for role in roles
+        }
+        try:
+            return {role: future.result() for role, future in futures.items()}
+        except BaseException:
+            dib.stop_all()
+            raise

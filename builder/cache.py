@@ -18,10 +18,14 @@ def cache_root() -> Path:
     return Path(os.environ.get("IMGBUILD_CACHE", Path(base) / "imgbuild"))
 
 
-def dib_cache_dir(build: Build, mirrors: Mirrors) -> Path:
-    """diskimage-builder's cache (debootstrap tarball, apt archives), one per release and mirror."""
+def dib_cache_dir(role: Role, build: Build, mirrors: Mirrors) -> Path:
+    """diskimage-builder's cache (debootstrap tarball, apt archives) per release, mirror and role.
+
+    Per role, because dib neither locks its tarball nor shares the apt archive
+    lock across chroots, and the roles build in parallel.
+    """
     key = hashlib.sha256(f"{build.release}\0{mirrors.main}".encode()).hexdigest()[:16]
-    return cache_root() / "dib" / f"{build.release}-{key}"
+    return cache_root() / "dib" / f"{build.release}-{key}" / role.value
 
 
 def image_key(role: Role, build: Build, mirrors: Mirrors, dib_version: str) -> str:

@@ -68,15 +68,13 @@ def build(
     roles = parse_roles(role)
     b = cluster.build
     mirrors = mirrors_mod.resolve(b.release, mirror or b.mirror, security_mirror or b.security_mirror)
-    manifests = {}
-    for r in roles:
-        with ui.progress(f"building {r.value}") as status:
-            result = builder.build_role(r, b, mirrors, output, force=force, on_phase=status)
-        manifests[r.value] = result.manifest
+    with ui.progress([r.value for r in roles]) as update:
+        results = builder.build_roles(roles, b, mirrors, output, force, lambda r, status: update(r.value, status))
+    for r, result in results.items():
         how = "unchanged, cached" if result.cached else f"built in {result.manifest['build_seconds']} s, log {result.log}"
-        ui.err.print(f"[green]✓[/] {r.value}: {builder.role_dir(output, r)}/ ({how})")
+        ui.err.print(f"[green]✓[/] {r.value}: {builder.role_dir(output, r)}/ ({how})", soft_wrap=True)
     if json_out:
-        ui.emit_json(manifests)
+        ui.emit_json({r.value: result.manifest for r, result in results.items()})
 
 
 def parse_roles(names: Optional[list[str]]) -> list[model.Role]:

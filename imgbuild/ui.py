@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
@@ -20,12 +20,12 @@ def emit_json(data: Any) -> None:
 
 
 @contextmanager
-def progress(title: str) -> Iterator[Any]:
-    """A spinner with the elapsed time; call the yielded function with a status text."""
+def progress(titles: list[str]) -> Iterator[Callable[[str, str], None]]:
+    """One spinner line per title with its elapsed time; call update(title, status)."""
     with Progress(SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn(), console=err, transient=True) as bar:
-        task = bar.add_task(title)
+        tasks = {title: bar.add_task(title) for title in titles}
 
-        def update(status: str) -> None:
-            bar.update(task, description=f"{title}: {status}")
+        def update(title: str, status: str) -> None:
+            bar.update(tasks[title], description=f"{title}: {status}")
 
         yield update
