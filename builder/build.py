@@ -21,6 +21,7 @@ from imgbuild.builder.cache import dib_cache_dir, image_key
 from imgbuild.builder.elements import role_elements
 from imgbuild.builder.mirror import Mirrors
 from imgbuild.model import Build, Role
+from imgbuild.publish import publish_dir
 
 MANIFEST = "manifest.json"
 SUFFIX = {"qcow2": "qcow2", "raw": "raw", "kernel": "vmlinuz", "initrd": "initrd"}
@@ -67,18 +68,6 @@ def _sha256(path: Path) -> str:
         while chunk := f.read(1 << 20):
             digest.update(chunk)
     return digest.hexdigest()
-
-
-def _exchange(new: Path, current: Path) -> None:
-    """Put new in current's place in one step (renameat2 RENAME_EXCHANGE), or rename when absent."""
-    if not current.exists():
-        new.rename(current)
-        return
-    libc = ctypes.CDLL(ctypes.util.find_library("c"), use_errno=True)
-    at_fdcwd, rename_exchange = -100, 2
-    if libc.renameat2(at_fdcwd, bytes(new), at_fdcwd, bytes(current), rename_exchange) != 0:
-        err = ctypes.get_errno()
-        raise OSError(err, os.strerror(err), str(current))
 
 
 def _collect(stem: Path, dest: Path, role: Role, build: Build) -> dict[str, dict]:
@@ -146,7 +135,7 @@ def build_role(
         }
         (final / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n")
         shutil.rmtree(work / "dib")
-        _exchange(final, role_dir(output, role))
+        publish_dir(final, role_dir(output, role))
         return Result(manifest, cached=False, log=log)
     finally:
         shutil.rmtree(work, ignore_errors=True)

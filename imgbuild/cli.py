@@ -77,6 +77,59 @@ def build(
         ui.emit_json({r.value: result.manifest for r, result in results.items()})
 
 
+SeedsOpt = Annotated[Path, typer.Option("--seeds", help="directory of the per-node seeds")]
+DEFAULT_SEEDS = Path("seeds")
+
+
+@app.command()
+@user_errors
+def seed(
+    node: Annotated[Optional[list[str]], typer.Option("--node", "-n", help="node name (repeatable); all nodes when omitted")] = None,
+    config: ConfigOpt = None,
+    seeds: SeedsOpt = DEFAULT_SEEDS,
+    json_out: JsonOpt = False,
+) -> None:
+    """Render each node's cloud-init seed: NoCloud ISO, config drive, plain files."""
+    from imgbuild.cloudinit import credentials, seeds as seeds_mod
+
+    cluster = model.load(config)
+    nodes = [cluster.node(n) for n in node] if node else cluster.nodes
+    for warning in credentials.warnings(cluster):
+        ui.err.print(f"[yellow]warning:[/] {warning}")
+    secrets = credentials.for_cluster(cluster)
+    written = {}
+    for n in nodes:
+        path = seeds_mod.write_node_seed(cluster, n, secrets, seeds)
+        written[n.name] = {"dir": str(path), "files": sorted(p.name for p in path.iterdir())}
+        ui.err.print(f"[green]✓[/] {n.name}: {path}/", soft_wrap=True)
+    if json_out:
+        ui.emit_json(written)
+
+
+@app.command()
+@user_errors
+def render(
+    node: Annotated[str, typer.Option("--node", "-n", help="node name")],
+    config: ConfigOpt = None,
+    part: Annotated[str, typer.Option(help="user-data, meta-data or network-config")] = "user-data",
+    json_out: JsonOpt = False,
+) -> None:
+    """Print a node's cloud-init data for review, secrets masked."""
+    from imgbuild.cloudinit import credentials
+    from imgbuild.cloudinit import render as render_mod
+
+    cluster = model.load(config)
+    secrets = credentials.for_cluster(cluster)
+    data = render_mod.render_node(cluster, cluster.node(node), secrets)
+    parts = {"user-data": data.user_data, "meta-data": data.meta_data, "network-config": data.network_config}
+    if part not in parts:
+        raise UserError(f"unknown part {part!r}; choose one of {', '.join(parts)}")
+    if json_out:
+        ui.emit_json({k: render_mod.masked(v, secrets) for k, v in parts.items()})
+    else:
+        print(render_mod.masked(parts[part], secrets), end="")
+
+
 def parse_roles(names: Optional[list[str]]) -> list[model.Role]:
     if not names:
         return list(model.Role)

@@ -1,0 +1,106 @@
+"""Render a node's cloud-init data (meta-data, network-config, user-data) from the model."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from importlib import resources
+
+import jinja2
+from passlib.hash import sha512_crypt
+
+from imgbuild.model import Cluster, Node, Role
+
+MASK = "********"
+
+
+@dataclass(frozen=True)
+class Secrets:
+    """What a render needs that must never reach an image or a log."""
+
+    authkeys: str
+    admin_keys: list[str]
+    password_hash: str | None = None
+
+
+@dataclass(frozen=True)
+class NodeData:
+    meta_data: str
+    network_config: str
+    user_data: str
+
+
+def _env() -> jinja2.Environment:
+    loader = jinja2.FunctionLoader(lambda name: resources.files("imgbuild.cloudinit").joinpath("templates", name).read_text())
+    return jinja2.Environment(loader=loader, undefined=jinja2.StrictUndefined, trim_blocks=True, keep_trailing_newline=True)
+
+
+def hash_password(password: str) -> str:
+    return sha512_crypt.hash(password)
+
+
+def instance_id(cluster: Cluster, node: Node) -> str:
+    return f"iid-{cluster.name}-{node.name}"
+
+
+def _context(cluster: Cluster, node: Node) -> dict:
+    return {
+        "cluster": cluster,
+        "node": node,
+        "net": cluster.network,
+        "lb": cluster.balancer,
+        "hb": cluster.heartbeat,
+        "balancers": cluster.by_role(Role.loadbalancer),
+        "webservers": cluster.by_role(Role.webserver),
+    }
+
+
+def node_files(cluster: Cluster, node: Node, secrets: Secrets) -> list[dict]:
+    """Files the node's user-data writes: path, octal mode, content."""
+    env, ctx = _env(), _context(cluster, node)
+
+    def render(template: str, **extra: object) -> str:
+        return env.get_template(template).render(**ctx, **extra)
+
+    if node.role == Role.loadbalancer:
+        return [
+            {"path": "/etc/ha.d/ha.cf", "mode": "0644", "content": render("ha.cf.j2")},
+            {"path": "/etc/ha.d/haresources", "mode": "0644", "content": render("haresources.j2")},
+            {"path": "/etc/ha.d/ldirectord.cf", "mode": "0644", "content": render("ldirectord.cf.j2")},
+            {"path": "/etc/ha.d/authkeys", "mode": "0600", "content": render("authkeys.j2", secret=secrets.authkeys)},
+            {"path": "/etc/default/lvs-sync", "mode": "0644", "content": render("lvs-sync.j2")},
+        ]
+    return [
+        {"path": "/etc/network/interfaces.d/60-lvs-vip", "mode": "0644", "content": render("lo-vip.j2")},
+        {"path": "/var/www/html/index.html", "mode": "0644", "content": render("index.html.j2")},
+    ]
+
+
+def _runcmd(node: Node) -> list[list[str]]:
+    # The VIP file lands after networking started on the first boot; later boots bring it up themselves.
+    return [["ifup", "lo:0"]] if node.role == Role.webserver else []
+
+
+def render_node(cluster: Cluster, node: Node, secrets: Secrets) -> NodeData:
+    env, ctx = _env(), _context(cluster, node)
+    user_data = env.get_template("user-data.j2").render(
+        **ctx,
+        fqdn=cluster.fqdn(node),
+        admin=cluster.admin,
+        ssh_keys=secrets.admin_keys,
+        password_hash=secrets.password_hash,
+        files=node_files(cluster, node, secrets),
+        runcmd=_runcmd(node),
+    )
+    return NodeData(
+        meta_data=env.get_template("meta-data.j2").render(**ctx, instance_id=instance_id(cluster, node)),
+        network_config=env.get_template("network-config.j2").render(**ctx, mac=cluster.mac(node)),
+        user_data=user_data,
+    )
+
+
+def masked(text: str, secrets: Secrets) -> str:
+    """text with every secret value replaced, for review on a terminal."""
+    for value in (secrets.authkeys, secrets.password_hash):
+        if value:
+            text = text.replace(value, MASK)
+    return text

@@ -1,0 +1,84 @@
+"""Write every seed format a node can boot with: NoCloud ISO, config drive, plain and network-seed files."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+from pathlib import Path
+
+from imgbuild.cloudinit.render import NodeData, Secrets, instance_id, render_node
+from imgbuild.cloudinit.seedfs import write_iso
+from imgbuild.model import Cluster, Node
+from imgbuild.publish import publish_dir
+
+NOCLOUD_ISO = "nocloud.iso"
+CONFIG_DRIVE_ISO = "config-drive.iso"
+
+
+def config_drive_files(cluster: Cluster, node: Node, data: NodeData) -> dict[str, bytes]:
+    """OpenStack config drive v2 contents: meta_data.json, user_data, network_data.json."""
+    net = cluster.network
+    meta = {
+        "uuid": instance_id(cluster, node),
+        "name": node.name,
+        "hostname": node.name,
+        "availability_zone": "nova",
+        "launch_index": 0,
+    }
+    network = {
+        "links": [{"id": net.interface, "type": "phy", "ethernet_mac_address": cluster.mac(node), "mtu": 1500}],
+        "networks": [
+            {
+                "id": "network0",
+                "type": "ipv4",
+                "link": net.interface,
+                "ip_address": str(node.address),
+                "netmask": str(net.subnet.netmask),
+                "routes": (
+                    [{"network": "0.0.0.0", "netmask": "0.0.0.0", "gateway": str(net.gateway)}] if net.gateway else []
+                ),
+            }
+        ],
+        "services": [{"type": "dns", "address": str(a)} for a in net.nameservers],
+    }
+    return {
+        "openstack/latest/meta_data.json": json.dumps(meta, indent=2).encode(),
+        "openstack/latest/user_data": data.user_data.encode(),
+        "openstack/latest/network_data.json": json.dumps(network, indent=2).encode(),
+    }
+
+
+def nocloud_files(data: NodeData) -> dict[str, bytes]:
+    return {
+        "user-data": data.user_data.encode(),
+        "meta-data": data.meta_data.encode(),
+        "network-config": data.network_config.encode(),
+    }
+
+
+def seed_dir(seeds: Path, node: Node) -> Path:
+    return seeds / node.name
+
+
+def write_node_seed(cluster: Cluster, node: Node, secrets: Secrets, seeds: Path) -> Path:
+    """seeds/<node>/ with both ISOs and the plain files, all 0600 in a 0700 directory, published atomically."""
+    seeds.mkdir(parents=True, exist_ok=True, mode=0o700)
+    os.chmod(seeds, 0o700)
+    data = render_node(cluster, node, secrets)
+    work = Path(tempfile.mkdtemp(prefix=f".{node.name}.", dir=seeds))  # mkdtemp makes it 0700
+    try:
+        plain = nocloud_files(data)
+        for name, content in plain.items():
+            fd = os.open(work / name, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            with os.fdopen(fd, "wb") as f:
+                f.write(content)
+        write_iso(work / NOCLOUD_ISO, "cidata", plain)
+        write_iso(work / CONFIG_DRIVE_ISO, "config-2", config_drive_files(cluster, node, data))
+        final = seed_dir(seeds, node)
+        publish_dir(work, final)
+        return final
+    except BaseException:
+        shutil.rmtree(work, ignore_errors=True)
+        raise
