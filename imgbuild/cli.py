@@ -130,6 +130,41 @@ def render(
         print(render_mod.masked(parts[part], secrets), end="")
 
 
+@app.command()
+@user_errors
+def verify(
+    config: ConfigOpt = None,
+    output: OutputOpt = DEFAULT_OUTPUT,
+    seeds: SeedsOpt = DEFAULT_SEEDS,
+    reports: Annotated[Path, typer.Option(help="where each run's report directory is made")] = Path("reports"),
+    accel: Annotated[str, typer.Option(help="auto, kvm or tcg")] = "auto",
+    memory: Annotated[int, typer.Option(help="MiB of memory per node")] = 384,
+    cpus: Annotated[int, typer.Option(help="vCPUs per node")] = 1,
+    ready_timeout: Annotated[int, typer.Option(help="seconds a node may take to be ready")] = 600,
+    keyword: Annotated[Optional[str], typer.Option("-k", help="only checks matching this pytest keyword expression")] = None,
+    keep: Annotated[bool, typer.Option("--keep", help="leave the cluster running afterwards")] = False,
+    down: Annotated[bool, typer.Option("--down", help="remove a cluster left by --keep, and nothing else")] = False,
+    json_out: JsonOpt = False,
+) -> None:
+    """Boot the four nodes in QEMU on a private network and prove the cluster works, failover included."""
+    from imgbuild.verify import verify as verify_mod
+
+    cluster = model.load(config)
+    if down:
+        removed = verify_mod.down(cluster)
+        ui.err.print(f"removed: {removed}" if removed else "no kept cluster to remove")
+        if json_out:
+            ui.emit_json({"removed": removed})
+        return
+    report = verify_mod.verify(
+        cluster, output, seeds, reports, accel, memory, cpus, ready_timeout, keyword, keep
+    )
+    if json_out:
+        ui.emit_json(report)
+    if report["exit_code"] != 0:
+        raise typer.Exit(1)
+
+
 def parse_roles(names: Optional[list[str]]) -> list[model.Role]:
     if not names:
         return list(model.Role)

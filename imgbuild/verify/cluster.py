@@ -1,0 +1,135 @@
+"""Boot every node of the model on one private L2 segment and tear it all down afterwards."""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import ExitStack, contextmanager
+from dataclasses import dataclass, field
+from ipaddress import IPv4Address
+from pathlib import Path
+
+from imgbuild.builder.build import artefact
+from imgbuild.cloudinit.seeds import NOCLOUD_ISO, seed_dir
+from imgbuild.model import Cluster, Node, Role
+from imgbuild.qemu import netns
+from imgbuild.qemu.accel import Accel
+from imgbuild.qemu.machine import BootSpec, Machine
+
+
+@dataclass
+class RunningCluster:
+    model: Cluster
+    machines: dict[str, Machine]
+    client: IPv4Address
+    workdir: Path
+    ssh_key: Path
+    accel: Accel
+    netns_name: str = ""
+    boot_seconds: dict[str, float] = field(default_factory=dict)
+    ready_seconds: float = 0.0
+
+    def machine(self, node: Node | str) -> Machine:
+        return self.machines[node if isinstance(node, str) else node.name]
+
+    def role(self, role: Role) -> list[Machine]:
+        return [self.machines[n.name] for n in self.model.by_role(role)]
+
+
+def client_address(cluster: Cluster) -> IPv4Address:
+    """The highest free host address of the subnet: where the checks run from."""
+    taken = {n.address for n in cluster.nodes} | {cluster.network.vip, cluster.network.gateway}
+    for candidate in reversed(list(cluster.network.subnet.hosts())):
+        if candidate not in taken:
+            return candidate
+    raise ValueError("no free address left in the subnet for the test client")
+
+
+def boot_spec(node: Node, images: Path, seeds: Path, seed_name: str = NOCLOUD_ISO) -> BootSpec:
+    return BootSpec(
+        image=artefact(images, node.role, "qcow2"),
+        kernel=artefact(images, node.role, "kernel"),
+        initrd=artefact(images, node.role, "initrd"),
+        seed=seed_dir(seeds, node) / seed_name,
+    )
+
+
+@contextmanager
+def running(
+    cluster: Cluster,
+    images: Path,
+    seeds: Path,
+    workdir: Path,
+    ssh_key: Path,
+    accel: Accel,
+    memory_mb: int,
+    cpus: int,
+    ready_timeout: float,
+    on_status: Callable[[str, str], None],
+    keep: Callable[[RunningCluster], bool] = lambda _: False,
+) -> Iterator[RunningCluster]:
+    """Namespace, bridge, one tap and one QEMU per node; everything is removed on exit, also on errors and Ctrl-C.
+
+    When keep(cluster) says so at the end, the namespace and the nodes are left running (see `forget`).
+    """
+    client = client_address(cluster)
+    name = f"{netns.PREFIX}{os.getpid()}"
+    with ExitStack() as stack:
+        segment = stack.enter_context(netns.segment(name, cluster.network.subnet, client))
+        stack.enter_context(netns.entered(name))
+        machines: dict[str, Machine] = {}
+        stack.callback(lambda: [m.cleanup() for m in machines.values()])
+        for index, node in enumerate(cluster.nodes):
+            machine = Machine(
+                node.name, boot_spec(node, images, seeds), workdir, accel,
+                memory_mb=memory_mb, cpus=cpus, mac=cluster.mac(node), tap=segment.add_tap(f"tap{index}"),
+                address=str(node.address), ssh_user=cluster.admin.user, ssh_key=ssh_key,
+            )  # fmt: skip
+            machines[node.name] = machine
+        started = time.monotonic()
+        for machine in machines.values():
+            machine.start()
+            on_status(machine.name, "booting")
+        running_cluster = RunningCluster(cluster, machines, client, workdir, ssh_key, accel, netns_name=name)
+
+        def wait(machine: Machine) -> None:
+            seconds = machine.wait_until_ready(ready_timeout)
+            running_cluster.boot_seconds[machine.name] = round(seconds, 1)
+            on_status(machine.name, f"ready in {seconds:.0f} s")
+
+        with ThreadPoolExecutor(max_workers=len(machines)) as pool:
+            for future in [pool.submit(wait, m) for m in machines.values()]:
+                future.result()
+        running_cluster.ready_seconds = round(time.monotonic() - started, 1)
+        yield running_cluster
+        if keep(running_cluster):
+            segment.kept = True
+            stack.pop_all()  # leave namespace and QEMUs running; `imgbuild verify --down` removes them
+            netns.leave()
+
+
+def kept_record(cluster: RunningCluster) -> dict:
+    """What `verify --down` needs to remove a kept cluster."""
+    return {
+        "netns": cluster.netns_name,
+        "pids": [m.process.pid for m in cluster.machines.values() if m.process and m.running()],
+        "workdir": str(cluster.workdir),
+        "nodes": {m.name: m.address for m in cluster.machines.values()},
+    }
+
+
+def remove_kept(record: dict) -> None:
+    """Stop the QEMUs of a kept cluster, delete its namespace and overlays."""
+    for pid in record.get("pids", []):
+        try:
+            cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
+        except FileNotFoundError:
+            continue
+        if b"qemu-system" in cmdline:  # only our own QEMU, never a recycled pid
+            os.kill(pid, signal.SIGTERM)
+    netns.delete(record["netns"])
+    for overlay in Path(record["workdir"]).glob("*.qcow2"):
+        overlay.unlink()

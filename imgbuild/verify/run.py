@@ -1,0 +1,34 @@
+"""Run the checks against a running cluster and turn the outcome into a report."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from imgbuild.verify.cluster import RunningCluster
+from imgbuild.verify.plugin import ClusterPlugin
+
+CHECKS = Path(__file__).with_name("test_cluster.py")
+
+
+def write_ssh_config(cluster: RunningCluster, path: Path) -> Path:
+    path.write_text(
+        "Host *\n"
+        f"  User {cluster.model.admin.user}\n"
+        f"  IdentityFile {cluster.ssh_key}\n"
+        "  StrictHostKeyChecking no\n"
+        "  UserKnownHostsFile /dev/null\n"
+    )
+    return path
+
+
+def run_checks(cluster: RunningCluster, report_dir: Path, keyword: str | None = None) -> dict[str, Any]:
+    plugin = ClusterPlugin(cluster, write_ssh_config(cluster, report_dir / "ssh_config"), report_dir)
+    args = [str(CHECKS), "-p", "no:cacheprovider", "-q", "--no-header", "-rN", "-c", "/dev/null",
+            f"--rootdir={CHECKS.parent}", f"--junitxml={report_dir / 'junit.xml'}", "-o", "junit_suite_name=imgbuild-verify", "-W", "ignore"]  # fmt: skip
+    if keyword:
+        args += ["-k", keyword]
+    exit_code = pytest.main(args, plugins=[plugin])
+    return {"exit_code": int(exit_code), "checks": plugin.results, "measurements": plugin.measurements}

@@ -1,0 +1,271 @@
+"""The cluster, checked the way its operator and its clients see it (run by `imgbuild verify`).
+
+Order matters: read-only checks first, then the drills, ending with the balancer failover
+and the failed balancer's return.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+
+import pytest
+
+from imgbuild.model import Role
+from imgbuild.verify.client import OutageProbe, SlowDownload, spread, who_answers
+
+IPVS_MODULES = "ip_vs ip_vs_dh ip_vs_ftp ip_vs_lblc ip_vs_lblcr ip_vs_lc ip_vs_nq ip_vs_rr ip_vs_sed ip_vs_sh ip_vs_wlc ip_vs_wrr".split()
+ARP_SYSCTLS = {
+    "net.ipv4.conf.all.arp_ignore": 1,
+    "net.ipv4.conf.eth0.arp_ignore": 1,
+    "net.ipv4.conf.all.arp_announce": 2,
+    "net.ipv4.conf.eth0.arp_announce": 2,
+}
+
+
+def holds_vip(machine, vip: str, iface: str) -> bool:
+    return f"inet {vip}/" in machine.succeed(f"ip -4 -o addr show dev {iface}")
+
+
+def active_balancer(cluster):
+    net = cluster.model.network
+    holders = [m for m in cluster.role(Role.loadbalancer) if holds_vip(m, str(net.vip), net.interface)]
+    assert len(holders) == 1, f"VIP {net.vip} held by {[m.name for m in holders]}, expected exactly one balancer"
+    return holders[0]
+
+
+def real_servers(machine, vip: str, port: int) -> dict[str, tuple[str, int]]:
+    """address -> (forward method, weight) of the virtual service in `ipvsadm -L -n`."""
+    table = machine.succeed(f"ipvsadm -L -n -t {vip}:{port}")
+    return {m[0]: (m[1], int(m[2])) for m in re.findall(r"->\s+([\d.]+):\d+\s+(\w+)\s+(\d+)", table)}
+
+
+# -- every node ---------------------------------------------------------------------------------
+
+
+def test_identity(node, host, cluster):
+    assert host.run("hostname").stdout.strip() == node.name
+    assert str(node.address) in host.interface(cluster.model.network.interface).addresses
+
+
+def test_cloud_init_finished_without_errors(host):
+    status = host.run("cloud-init status --long")
+    assert "status: done" in status.stdout, status.stdout
+    result = host.run("cat /run/cloud-init/result.json").stdout
+    assert '"errors": []' in result, result
+
+
+def test_no_failed_units(host):
+    failed = host.run("systemctl --failed --no-legend --plain").stdout.strip()
+    assert failed == "", failed
+
+
+# -- load balancers -----------------------------------------------------------------------------
+
+
+def test_ipvs_modules_loaded(balancer_host):
+    loaded = {line.split()[0] for line in balancer_host.run("lsmod").stdout.splitlines()[1:]}
+    assert set(IPVS_MODULES) <= loaded, sorted(set(IPVS_MODULES) - loaded)
+
+
+def test_forwarding_and_heartbeat(balancer_host):
+    assert balancer_host.sysctl("net.ipv4.ip_forward") == 1
+    assert balancer_host.service("heartbeat").is_running
+    authkeys = balancer_host.file("/etc/ha.d/authkeys")
+    assert (authkeys.mode, authkeys.user, authkeys.group) == (0o600, "root", "root")
+
+
+def test_ipfail_running(balancer_host):
+    assert balancer_host.process.filter(comm="ipfail"), "ipfail is not running"
+
+
+def test_vip_on_exactly_one_balancer(cluster):
+    assert active_balancer(cluster).name == cluster.model.by_role(Role.loadbalancer)[0].name
+
+
+def test_ldirectord_only_on_active(cluster):
+    active = active_balancer(cluster)
+    for machine in cluster.role(Role.loadbalancer):
+        status, output = machine.execute("ldirectord ldirectord.cf status")
+        if machine is active:
+            assert status == 0 and "running" in output, output
+        else:
+            assert status != 0, f"ldirectord runs on standby {machine.name}: {output}"
+
+
+def test_ipvs_table(cluster):
+    net, lb = cluster.model.network, cluster.model.balancer
+    active = active_balancer(cluster)
+    table = active.wait_until_succeeds(f"ipvsadm -L -n -t {net.vip}:{lb.port}", timeout=30)
+    assert re.search(rf"TCP\s+{re.escape(str(net.vip))}:{lb.port}\s+{lb.scheduler}\b", table), table
+    reals = real_servers(active, str(net.vip), lb.port)
+    for web in cluster.model.by_role(Role.webserver):
+        assert reals.get(str(web.address), ("", 0))[0] == "Route", table
+        assert reals[str(web.address)][1] > 0, table
+
+
+def test_connection_sync_roles(cluster):
+    """As the seed checks: master sync daemon on the active balancer, backup on the standby."""
+    active = active_balancer(cluster)
+    for machine in cluster.role(Role.loadbalancer):
+        status = machine.succeed("/etc/ha.d/resource.d/LVSSyncDaemonSwap master status")
+        backup = machine.succeed("/etc/ha.d/resource.d/LVSSyncDaemonSwap backup status")
+        if machine is active:
+            assert "running" in status, status
+        else:
+            assert "stopped" in status and "running" in backup, status + backup
+
+
+# -- web servers --------------------------------------------------------------------------------
+
+
+def test_apache_and_check_page(webserver_host, cluster):
+    lb = cluster.model.balancer
+    assert webserver_host.service("apache2").is_running
+    page = webserver_host.run(
+        f"python3 -c \"import urllib.request;print(urllib.request.urlopen('http://127.0.0.1/{lb.check_page}').read().decode())\""
+    )
+    assert lb.check_receive in page.stdout, page.stdout + page.stderr
+
+
+def test_vip_on_loopback_and_arp_sysctls(webserver_host, cluster):
+    assert str(cluster.model.network.vip) in webserver_host.interface("lo").addresses
+    for key, value in ARP_SYSCTLS.items():
+        assert webserver_host.sysctl(key) == value, key
+
+
+# -- the client's view --------------------------------------------------------------------------
+
+
+def test_vip_answered_by_active_balancer_only(cluster, client_neighbour):
+    """ARP for the VIP resolves to the active balancer's NIC, never to a web server's."""
+    mac = client_neighbour(str(cluster.model.network.vip))
+    active = active_balancer(cluster)
+    assert mac == active.mac, f"VIP resolves to {mac}, active balancer {active.name} has {active.mac}"
+
+
+def test_round_robin_spread(cluster, vip_url, report):
+    if cluster.model.balancer.persistence:
+        pytest.skip("persistence pins a client to one server; spread is checked without it")
+    count = 40
+    answers = spread(vip_url, count)
+    report["rr_spread"] = dict(answers)
+    assert answers[None] == 0, answers
+    for web in cluster.model.by_role(Role.webserver):
+        share = answers[web.name] / count
+        expected = 1 / len(cluster.model.by_role(Role.webserver))
+        assert abs(share - expected) <= 0.1 * expected, answers
+
+
+# -- drills -------------------------------------------------------------------------------------
+
+
+def test_drill_apache_down_and_back(cluster, vip_url, report):
+    model = cluster.model
+    net, lb = model.network, model.balancer
+    active = active_balancer(cluster)
+    victim, survivor = model.by_role(Role.webserver)[0], model.by_role(Role.webserver)[-1]
+    web = cluster.machine(victim)
+    web.succeed("systemctl stop apache2")
+    try:
+        started, bound = time.monotonic(), lb.check_interval + lb.check_timeout + 5
+        while time.monotonic() - started < bound:
+            if real_servers(active, str(net.vip), lb.port).get(str(victim.address), ("", 0))[1] == 0:
+                break
+            time.sleep(0.5)
+        removed_after = time.monotonic() - started
+        report["apache_down_detected_s"] = round(removed_after, 1)
+        assert real_servers(active, str(net.vip), lb.port).get(str(victim.address), ("", 0))[1] == 0, "still scheduled"
+        answers = spread(vip_url, 10)
+        assert answers == {survivor.name: 10}, answers
+    finally:
+        web.succeed("systemctl start apache2")
+    active.wait_until_succeeds(
+        f"ipvsadm -L -n -t {net.vip}:{lb.port} | grep -E '{victim.address}:{lb.port} +Route +[1-9]'", timeout=lb.check_interval + lb.check_timeout + 10
+    )
+    assert len(set(spread(vip_url, 10)) - {None}) == len(model.by_role(Role.webserver))
+
+
+def test_drill_persistence(cluster, vip_url, report):
+    """One client keeps landing on the same web server while persistence is on."""
+    net, lb = cluster.model.network, cluster.model.balancer
+    active = active_balancer(cluster)
+    service = f"-t {net.vip}:{lb.port} -s {lb.scheduler}"
+    if not lb.persistence:
+        # Turn it on live, as `persistent=` in ldirectord.cf would, then restore the service.
+        active.succeed(f"ipvsadm -E {service} -p 30")
+    try:
+        answers = spread(vip_url, 10)
+        report["persistence_answers"] = dict(answers)
+        assert len(answers) == 1 and None not in answers, answers
+    finally:
+        if not lb.persistence:
+            active.succeed(f"ipvsadm -E {service}")
+
+
+def test_drill_balancer_failover(cluster, vip_url, report):
+    """Power the active balancer off: the VIP moves, HTTP recovers, and a long download survives."""
+    model = cluster.model
+    net = model.network
+    active = active_balancer(cluster)
+    standby = next(m for m in cluster.role(Role.loadbalancer) if m is not active)
+    for web in cluster.role(Role.webserver):
+        web.succeed("test -f /var/www/html/big.bin || head -c 256M /dev/zero > /var/www/html/big.bin")
+    # Let the sync daemon replicate the connection before the plug is pulled.
+    download = SlowDownload(str(net.vip), "/big.bin")
+    download.start()
+    time.sleep(3)
+    probe = OutageProbe(vip_url)
+    probe.start()
+    time.sleep(1)
+    cut = time.monotonic()
+    active.power_off()
+    try:
+        standby.wait_until_succeeds(f"ip -4 -o addr show dev {net.interface} | grep -q 'inet {net.vip}/'", timeout=120)
+        report["vip_moved_s"] = round(time.monotonic() - cut, 1)
+        deadline = time.monotonic() + 60
+        while who_answers(vip_url) is None and time.monotonic() < deadline:
+            time.sleep(0.2)
+        time.sleep(8)
+    finally:
+        probe.stop()
+        download.stop()
+    outage = probe.outage()
+    report["failover_outage_s"] = round(outage, 1)
+    report["failover_outage_goal_s"] = 3.0
+    report["long_download_bytes_after_cut"] = download.bytes_after(cut + outage + 1)
+    assert outage != float("inf"), "HTTP through the VIP never came back"
+    assert download.error is None, download.error
+    assert download.bytes_after(cut + outage + 1) > 0, "the long-lived connection stalled after the failover"
+    assert "running" in standby.succeed("/etc/ha.d/resource.d/LVSSyncDaemonSwap master status")
+
+
+def test_drill_failed_balancer_returns_as_standby(cluster, report):
+    """With auto_failback off the VIP stays; at no sampled moment do both balancers hold it."""
+    model = cluster.model
+    net = model.network
+    first, second = cluster.role(Role.loadbalancer)
+    returning, holder = (first, second) if not first.running() else (second, first)
+    returning.restart()
+    both, samples = 0, 0
+    deadline = time.monotonic() + 300
+    ready_at = None
+    while time.monotonic() < deadline:
+        holder_has = holds_vip(holder, str(net.vip), net.interface)
+        returning_has = False
+        if ready_at is None and returning.is_ready():
+            ready_at = time.monotonic()
+        if ready_at is not None:
+            returning_has = holds_vip(returning, str(net.vip), net.interface)
+        samples += 1
+        both += holder_has and returning_has
+        if ready_at is not None and time.monotonic() - ready_at > 20:
+            break
+        time.sleep(0.5)
+    report["return_samples"] = samples
+    report["return_boot_s"] = round((ready_at or time.monotonic()) - returning.started_at, 1)
+    assert ready_at is not None, f"{returning.name} did not come back"
+    assert both == 0, f"both balancers held the VIP in {both} of {samples} samples"
+    assert holds_vip(holder, str(net.vip), net.interface) and not holds_vip(returning, str(net.vip), net.interface)
+    returning.wait_for_unit("heartbeat", timeout=60)
+    assert "stopped" in returning.succeed("/etc/ha.d/resource.d/LVSSyncDaemonSwap master status")

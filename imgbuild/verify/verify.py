@@ -1,0 +1,109 @@
+"""`imgbuild verify` end to end: images and seeds → running cluster → checks → report."""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+from typing import Any
+
+from rich.table import Table
+
+from imgbuild import state, ui
+from imgbuild.builder import build as builder
+from imgbuild.builder import mirror
+from imgbuild.cloudinit import credentials, seeds as seeds_mod
+from imgbuild.errors import UserError
+from imgbuild.model import Cluster, Role
+from imgbuild.qemu import accel as accel_mod
+from imgbuild.qemu.machine import NodeFailed, require_qemu
+from imgbuild.verify import cluster as cluster_mod
+from imgbuild.verify.run import run_checks
+
+
+def _kept_path(cluster: Cluster) -> Path:
+    return state.cluster_dir(cluster.name) / "kept.json"
+
+
+def down(cluster: Cluster) -> list[str]:
+    path = _kept_path(cluster)
+    if not path.exists():
+        return []
+    record = json.loads(path.read_text())
+    cluster_mod.remove_kept(record)
+    path.unlink()
+    return [record["netns"], *record["nodes"]]
+
+
+def prepare(cluster: Cluster, images: Path, seeds: Path) -> None:
+    """Build what is missing or stale (a cache hit costs well under a second) and render the seeds."""
+    b = cluster.build
+    mirrors = mirror.resolve(b.release, b.mirror, b.security_mirror)
+    roles = list(Role)
+    with ui.progress([r.value for r in roles]) as update:
+        builder.build_roles(roles, b, mirrors, images, False, lambda r, status: update(r.value, status))
+    secrets = credentials.for_cluster(cluster)
+    for node in cluster.nodes:
+        seeds_mod.write_node_seed(cluster, node, secrets, seeds)
+
+
+def summary(report: dict[str, Any]) -> Table:
+    table = Table(title=f"imgbuild verify ({report['accel']})")
+    table.add_column("check")
+    table.add_column("result")
+    table.add_column("s", justify="right")
+    for check in report["checks"]:
+        colour = {"passed": "green", "failed": "red"}.get(check["outcome"], "yellow")
+        table.add_row(check["check"], f"[{colour}]{check['outcome']}[/]", f"{check['seconds']:.1f}")
+    return table
+
+
+def verify(
+    cluster: Cluster,
+    images: Path,
+    seeds: Path,
+    reports: Path,
+    accel: str,
+    memory_mb: int,
+    cpus: int,
+    ready_timeout: int,
+    keyword: str | None,
+    keep: bool,
+) -> dict[str, Any]:
+    started = time.monotonic()
+    require_qemu()
+    chosen, reason = accel_mod.choose(accel)
+    ui.err.print(f"accelerator: {chosen} ({reason})")
+    if _kept_path(cluster).exists():
+        raise UserError(f"a kept {cluster.name} cluster is still running; remove it with `imgbuild verify --down`")
+    prepare(cluster, images, seeds)
+    report_dir = reports / time.strftime("verify-%Y%m%d-%H%M%S")
+    report_dir.mkdir(parents=True)
+    ssh_key, _ = state.admin_key(cluster.name)
+    report: dict[str, Any] = {"accel": chosen, "accel_reason": reason, "report_dir": str(report_dir)}
+    if cluster.admin.ssh_keys:
+        raise UserError("verify logs in with imgbuild's generated admin key; remove admin.ssh_keys for verify runs")
+
+    def keep_it(running: cluster_mod.RunningCluster) -> bool:
+        if keep:
+            _kept_path(cluster).write_text(json.dumps(cluster_mod.kept_record(running)))
+        return keep
+
+    try:
+        with ui.progress([n.name for n in cluster.nodes]) as update, cluster_mod.running(
+            cluster, images, seeds, report_dir, ssh_key, chosen, memory_mb, cpus, ready_timeout, update, keep_it
+        ) as running:
+            report["boot_seconds"] = running.boot_seconds
+            report["cluster_ready_seconds"] = running.ready_seconds
+            ui.err.print(f"cluster ready in {running.ready_seconds:.0f} s: {running.boot_seconds}")
+            report.update(run_checks(running, report_dir, keyword))
+            if keep:
+                ui.err.print(f"cluster kept: `ip netns exec {running.netns_name} ssh -i {ssh_key} {cluster.admin.user}@ADDRESS`")
+    except NodeFailed as err:
+        report.update(exit_code=1, checks=[{"check": "boot", "outcome": "failed", "seconds": 0, "detail": str(err)}], measurements={})
+        ui.err.print(f"[red]{err}[/]", markup=True, highlight=False)
+    report["total_seconds"] = round(time.monotonic() - started, 1)
+    (report_dir / "report.json").write_text(json.dumps(report, indent=2, default=str) + "\n")
+    ui.err.print(summary(report))
+    ui.err.print(f"report: {report_dir}/report.json, JUnit: {report_dir}/junit.xml; total {report['total_seconds']:.0f} s")
+    return report

@@ -1,0 +1,1 @@
+"""Running nodes: QEMU machines on a private network namespace, driven over QMP and SSH."""

@@ -1,0 +1,43 @@
+"""Choose KVM only where guests really run under it; TCG (software emulation) otherwise."""
+
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path
+from typing import Literal
+
+from imgbuild.errors import UserError
+
+Accel = Literal["kvm", "tcg"]
+
+
+def kvm_usable(cpuinfo: str | None = None, dev: Path = Path("/dev/kvm")) -> bool:
+    """KVM needs hardware virtualisation flags: a paravirtual /dev/kvm without vmx/svm hangs stock guests."""
+    if cpuinfo is None:
+        cpuinfo = Path("/proc/cpuinfo").read_text()
+    has_flags = re.search(r"^flags\s*:.*\b(vmx|svm)\b", cpuinfo, re.M) is not None
+    return has_flags and dev.exists() and os.access(dev, os.R_OK | os.W_OK)
+
+
+def choose(requested: str = "auto") -> tuple[Accel, str]:
+    """The accelerator and why it was chosen."""
+    if requested == "tcg":
+        return "tcg", "forced by --accel tcg"
+    usable = kvm_usable()
+    if requested == "kvm":
+        if not usable:
+            raise UserError("--accel kvm: /dev/kvm is missing or the CPU has no vmx/svm flag; use --accel tcg")
+        return "kvm", "forced by --accel kvm"
+    if requested != "auto":
+        raise UserError(f"unknown accelerator {requested!r}; choose auto, kvm or tcg")
+    if usable:
+        return "kvm", "CPU has vmx/svm and /dev/kvm is usable"
+    return "tcg", "no vmx/svm CPU flag or no usable /dev/kvm: software emulation"
+
+
+def qemu_args(accel: Accel) -> list[str]:
+    if accel == "kvm":
+        return ["-accel", "kvm", "-cpu", "host"]
+    # Bound the translation cache (1 GiB per VM by default) so four nodes fit in memory.
+    return ["-accel", "tcg,tb-size=128", "-cpu", "max"]

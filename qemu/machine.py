@@ -1,0 +1,264 @@
+"""One QEMU node, driven like the NixOS test driver: start, wait_for_*, succeed, fail, power_off.
+
+Console goes to a log file, control to QMP (qemu.qmp), commands to SSH (paramiko).
+"""
+
+from __future__ import annotations
+
+import re
+import shlex
+import shutil
+import signal
+import socket
+import subprocess
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import paramiko
+from qemu.qmp.legacy import QEMUMonitorProtocol
+
+from imgbuild.errors import UserError
+from imgbuild.qemu.accel import Accel, qemu_args
+
+QEMU = "qemu-system-x86_64"
+KERNEL_CMDLINE = "root=LABEL=cloudimg-rootfs ro console=ttyS0,115200 net.ifnames=0 quiet"
+
+
+# cloud-init's final message, printed on the console when its last stage ends.
+FINISHED = r"Cloud-init v\. \S+ finished at"
+
+
+class NodeFailed(Exception):
+    """A node did not do what a step required; the message carries its console tail."""
+
+
+@dataclass(frozen=True)
+class BootSpec:
+    """What a node boots: its role image (never written), kernel, initrd and seed."""
+
+    image: Path
+    kernel: Path
+    initrd: Path
+    seed: Path
+    seed_kind: str = "cdrom"  # NoCloud and config drive are both ISO volumes
+
+
+class Machine:
+    def __init__(
+        self,
+        name: str,
+        boot: BootSpec,
+        workdir: Path,
+        accel: Accel,
+        memory_mb: int = 384,
+        cpus: int = 1,
+        mac: str | None = None,
+        tap: str | None = None,
+        address: str | None = None,
+        ssh_user: str = "admin",
+        ssh_key: Path | None = None,
+    ) -> None:
+        self.name, self.boot, self.workdir, self.accel = name, boot, workdir, accel
+        self.memory_mb, self.cpus, self.mac, self.tap = memory_mb, cpus, mac, tap
+        self.address, self.ssh_user, self.ssh_key = address, ssh_user, ssh_key
+        self.console = workdir / f"{name}.console.log"
+        self.overlay = workdir / f"{name}.qcow2"
+        self.qmp_path = workdir / f"{name}.qmp"
+        self.process: subprocess.Popen[bytes] | None = None
+        self._ssh: paramiko.SSHClient | None = None
+        self.started_at = 0.0
+
+    # -- lifecycle ---------------------------------------------------------------------------
+
+    def command(self) -> list[str]:
+        net = ["-nic", "none"]
+        if self.tap:
+            net = ["-netdev", f"tap,id=n0,ifname={self.tap},script=no,downscript=no", "-device", f"virtio-net-pci,netdev=n0,mac={self.mac}"]
+        return [
+            QEMU, "-name", self.name, "-machine", "q35", *qemu_args(self.accel),
+            "-m", str(self.memory_mb), "-smp", str(self.cpus),
+            "-display", "none", "-monitor", "none", "-serial", f"file:{self.console}",
+            "-qmp", f"unix:{self.qmp_path},server=on,wait=off",
+            "-kernel", str(self.boot.kernel), "-initrd", str(self.boot.initrd), "-append", KERNEL_CMDLINE,
+            "-drive", f"file={self.overlay},if=virtio,format=qcow2,discard=unmap",
+            "-drive", f"file={self.boot.seed},if=virtio,format=raw,readonly=on",
+            "-device", "virtio-rng-pci",
+            *net,
+        ]  # fmt: skip
+
+    def start(self) -> None:
+        """Boot from a fresh overlay on the role image (the image itself stays untouched)."""
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        self.overlay.unlink(missing_ok=True)
+        subprocess.run(
+            ["qemu-img", "create", "-q", "-f", "qcow2", "-F", "qcow2", "-b", str(self.boot.image.resolve()), str(self.overlay)],
+            check=True,
+        )
+        self.console.write_bytes(b"")
+        self.started_at = time.monotonic()
+        self.process = subprocess.Popen(self.command(), stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+
+    def restart(self) -> None:
+        """Boot again from the same overlay (a reboot after a power cut); the old console log is kept."""
+        self.close_ssh()
+        if self.console.exists():
+            self.console.rename(self.console.with_suffix(f".{int(time.time())}.log"))
+        self.started_at = time.monotonic()
+        self.process = subprocess.Popen(self.command(), stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+
+    def running(self) -> bool:
+        return self.process is not None and self.process.poll() is None
+
+    def stop(self) -> None:
+        """Kill QEMU (if running) and forget the SSH session; idempotent."""
+        self.close_ssh()
+        if self.process is not None and self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                self.process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+
+    def cleanup(self) -> None:
+        self.stop()
+        self.overlay.unlink(missing_ok=True)
+        self.qmp_path.unlink(missing_ok=True)
+
+    # -- QMP ---------------------------------------------------------------------------------
+
+    def qmp(self, command: str, **args: object) -> object:
+        monitor = QEMUMonitorProtocol(str(self.qmp_path))
+        monitor.connect()
+        try:
+            return monitor.cmd(command, **args)
+        finally:
+            monitor.close()
+
+    def power_off(self) -> None:
+        """Pull the plug: QEMU exits at once, the guest gets no chance to shut down."""
+        self.close_ssh()
+        try:
+            self.qmp("quit")
+        except (OSError, EOFError):
+            pass
+        if self.process is not None:
+            self.process.wait(timeout=30)
+
+    def set_link(self, up: bool) -> None:
+        self.qmp("set_link", name="n0", up=up)
+
+    def reset(self) -> None:
+        self.close_ssh()
+        self.qmp("system_reset")
+
+    # -- console -----------------------------------------------------------------------------
+
+    def console_text(self) -> str:
+        return self.console.read_text(errors="replace") if self.console.exists() else ""
+
+    def console_tail(self, lines: int = 30) -> str:
+        text = re.sub(r"\x1b\[[0-9;]*[A-Za-z]", "", self.console_text())
+        return "\n".join(text.splitlines()[-lines:])
+
+    def _check_alive(self) -> None:
+        if self.process is not None and self.process.poll() is not None:
+            err = self.process.stderr.read().decode(errors="replace") if self.process.stderr else ""
+            raise NodeFailed(f"{self.name}: QEMU exited ({self.process.returncode}): {err.strip()}\n{self.console_tail()}")
+
+    def wait_for_console(self, pattern: str, timeout: float) -> re.Match[str]:
+        """Wait until the serial console shows pattern (a regex)."""
+        deadline = time.monotonic() + timeout
+        regex = re.compile(pattern)
+        while time.monotonic() < deadline:
+            if match := regex.search(self.console_text()):
+                return match
+            self._check_alive()
+            time.sleep(0.5)
+        raise NodeFailed(f"{self.name}: no {pattern!r} on the console within {timeout:.0f} s\n{self.console_tail()}")
+
+    # -- SSH ---------------------------------------------------------------------------------
+
+    def _connect(self, timeout: float) -> paramiko.SSHClient:
+        if self._ssh is not None and self._ssh.get_transport() and self._ssh.get_transport().is_active():  # type: ignore[union-attr]
+            return self._ssh
+        if not self.address or not self.ssh_key:
+            raise NodeFailed(f"{self.name}: has no network address or SSH key to log in with")
+        client = paramiko.SSHClient()
+        # Fresh host keys every boot of a throwaway overlay: nothing to pin against.
+        client.set_missing_host_key_policy(paramiko.AutoAddPolicy())
+        client.connect(
+            self.address, username=self.ssh_user, key_filename=str(self.ssh_key),
+            timeout=timeout, banner_timeout=timeout, auth_timeout=timeout, allow_agent=False, look_for_keys=False,
+        )  # fmt: skip
+        self._ssh = client
+        return client
+
+    def close_ssh(self) -> None:
+        if self._ssh is not None:
+            self._ssh.close()
+            self._ssh = None
+
+    def execute(self, command: str, timeout: float = 60) -> tuple[int, str]:
+        """Run a shell command as root (sudo) on the node: (exit status, stdout+stderr)."""
+        client = self._connect(timeout=min(timeout, 20))
+        _, stdout, _ = client.exec_command(f"sudo sh -c {shlex.quote(command)} 2>&1", timeout=timeout)
+        output = stdout.read().decode(errors="replace")
+        return stdout.channel.recv_exit_status(), output
+
+    def succeed(self, command: str, timeout: float = 60) -> str:
+        status, output = self.execute(command, timeout)
+        if status != 0:
+            raise NodeFailed(f"{self.name}: `{command}` exited {status}: {output.strip()}")
+        return output
+
+    def fail(self, command: str, timeout: float = 60) -> str:
+        status, output = self.execute(command, timeout)
+        if status == 0:
+            raise NodeFailed(f"{self.name}: `{command}` succeeded but should have failed: {output.strip()}")
+        return output
+
+    def wait_until_succeeds(self, command: str, timeout: float) -> str:
+        deadline = time.monotonic() + timeout
+        last = ""
+        while True:
+            try:
+                status, last = self.execute(command, timeout=max(5.0, deadline - time.monotonic()))
+                if status == 0:
+                    return last
+            except (OSError, paramiko.SSHException, socket.timeout, EOFError):
+                self.close_ssh()
+            if time.monotonic() > deadline:
+                raise NodeFailed(f"{self.name}: `{command}` did not succeed within {timeout:.0f} s: {last.strip()}\n{self.console_tail()}")
+            self._check_alive()
+            time.sleep(1)
+
+    def wait_for_unit(self, unit: str, timeout: float = 60) -> None:
+        self.wait_until_succeeds(f"systemctl is-active --quiet {shlex.quote(unit)}", timeout)
+
+    def is_ready(self) -> bool:
+        """Non-blocking: cloud-init announced its end on the console and SSH confirms it."""
+        if not re.search(FINISHED, self.console_text()):
+            return False
+        try:
+            return self.execute("cloud-init status | grep -q 'status: done'", timeout=10)[0] == 0
+        except (OSError, paramiko.SSHException, EOFError):
+            self.close_ssh()
+            return False
+
+    def wait_until_ready(self, timeout: float) -> float:
+        """cloud-init is done and SSH answers; returns seconds since start.
+
+        Watch the console first: polling SSH during boot would cost the guest CPU it needs to boot.
+        """
+        deadline = self.started_at + timeout
+        self.wait_for_console(FINISHED, timeout=deadline - time.monotonic())
+        self.wait_until_succeeds("cloud-init status --wait >/dev/null; cloud-init status | grep -q 'status: done'", deadline - time.monotonic())
+        return time.monotonic() - self.started_at
+
+
+def require_qemu() -> None:
+    for tool, package in ((QEMU, "qemu-system-x86"), ("qemu-img", "qemu-utils")):
+        if shutil.which(tool) is None:
+            raise UserError(f"{tool} not found; install it with: apt-get install {package}")

@@ -1,0 +1,107 @@
+"""A private L2 segment: a network namespace with a bridge, one tap per node and a client address.
+
+Nothing of it touches the host's own network; `enter()` moves this process (and
+every QEMU, SSH and HTTP client it starts) into the namespace.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import ctypes.util
+import os
+import shutil
+import subprocess
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from ipaddress import IPv4Address, IPv4Network
+from pathlib import Path
+
+from imgbuild.errors import UserError
+
+PREFIX = "imgbuild-"
+BRIDGE = "br0"
+_CLONE_NEWNET = 0x40000000
+
+
+def _ip(*args: str, netns: str | None = None) -> None:
+    cmd = ["ip", *(["-n", netns] if netns else []), *args]
+    result = subprocess.run(cmd, capture_output=True, text=True)
+    if result.returncode != 0:
+        raise UserError(f"`{' '.join(cmd)}` failed: {result.stderr.strip()}; creating namespaces needs root (CAP_NET_ADMIN)")
+
+
+def _setns(path: str) -> None:
+    libc = ctypes.CDLL(ctypes.util.find_library("c"), use_errno=True)
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        if libc.setns(fd, _CLONE_NEWNET) != 0:
+            err = ctypes.get_errno()
+            raise UserError(f"cannot enter network namespace {path}: {os.strerror(err)}; run as root")
+    finally:
+        os.close(fd)
+
+
+@dataclass
+class Segment:
+    name: str
+    subnet: IPv4Network
+    client: IPv4Address
+    taps: list[str] = field(default_factory=list)
+    kept: bool = False  # set to leave the namespace behind on exit (`verify --keep`)
+
+    def add_tap(self, tap: str) -> str:
+        _ip("tuntap", "add", "dev", tap, "mode", "tap", netns=self.name)
+        _ip("link", "set", tap, "master", BRIDGE, "up", netns=self.name)
+        self.taps.append(tap)
+        return tap
+
+
+def existing() -> list[str]:
+    """Namespaces made by imgbuild (by name prefix), e.g. left by a killed run."""
+    runs = Path("/run/netns")
+    return sorted(p.name for p in runs.iterdir() if p.name.startswith(PREFIX)) if runs.is_dir() else []
+
+
+def delete(name: str) -> None:
+    subprocess.run(["ip", "netns", "del", name], capture_output=True)
+
+
+@contextmanager
+def segment(name: str, subnet: IPv4Network, client: IPv4Address) -> Iterator[Segment]:
+    """Create the namespace and its bridge; remove both (and the taps with them) on exit."""
+    if shutil.which("ip", path="/usr/sbin:/usr/bin:/sbin:/bin") is None:
+        raise UserError("`ip` not found; install iproute2")
+    _ip("netns", "add", name)
+    seg = Segment(name, subnet, client)
+    try:
+        _ip("link", "set", "lo", "up", netns=name)
+        _ip("link", "add", BRIDGE, "type", "bridge", "stp_state", "0", "mcast_snooping", "0", netns=name)
+        _ip("addr", "add", f"{client}/{subnet.prefixlen}", "dev", BRIDGE, netns=name)
+        _ip("link", "set", BRIDGE, "up", netns=name)
+        yield seg
+    finally:
+        if not seg.kept:
+            delete(name)
+
+
+_home: list[int] = []
+
+
+def leave() -> None:
+    """Back to the namespace this process came from (no-op when not inside one)."""
+    while _home:
+        fd = _home.pop()
+        ctypes.CDLL(ctypes.util.find_library("c"), use_errno=True).setns(fd, _CLONE_NEWNET)
+        os.close(fd)
+
+
+@contextmanager
+def entered(name: str) -> Iterator[None]:
+    """Run the body (and everything it starts) inside the namespace; come back afterwards."""
+    _home.append(os.open("/proc/thread-self/ns/net", os.O_RDONLY))
+    try:
+        _setns(f"/run/netns/{name}")
+        yield
+    finally:
+        leave()

@@ -1,0 +1,51 @@
+"""Shared, expensive fixtures: the role images are built once per session (and cached by their inputs)."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[2]
+IMGBUILD = [sys.executable, "-m", "imgbuild"]
+
+
+def run_imgbuild(*args: str, env: dict[str, str] | None = None, timeout: float = 1800) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([*IMGBUILD, *args], capture_output=True, text=True, env=env, timeout=timeout, cwd=REPO)
+
+
+@pytest.fixture(scope="session")
+def work() -> Path:
+    """Where integration tests keep images, seeds and state; reused across runs so builds can hit the cache."""
+    path = Path(os.environ.get("IMGBUILD_TEST_WORK", REPO / "build" / "test"))
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+@pytest.fixture(scope="session")
+def test_env(work: Path) -> dict[str, str]:
+    env = dict(os.environ)
+    env["IMGBUILD_STATE"] = str(work / "state")
+    return env
+
+
+@pytest.fixture(scope="session")
+def images(work: Path, test_env: dict[str, str]) -> Path:
+    out = work / "images"
+    result = run_imgbuild("build", "--output", str(out), "--json", env=test_env)
+    assert result.returncode == 0, result.stderr[-3000:]
+    manifests = json.loads(result.stdout)
+    assert set(manifests) == {"loadbalancer", "webserver"}
+    return out
+
+
+@pytest.fixture(scope="session")
+def seeds(work: Path, test_env: dict[str, str]) -> Path:
+    out = work / "seeds"
+    result = run_imgbuild("seed", "--seeds", str(out), env=test_env)
+    assert result.returncode == 0, result.stderr
+    return out

@@ -1,0 +1,122 @@
+"""The role images, built for real by diskimage-builder, inspected without booting them."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import subprocess
+import time
+
+import pytest
+
+from imgbuild.builder import imagefs
+
+from .conftest import IMGBUILD, run_imgbuild
+
+pytestmark = pytest.mark.slow
+
+IPVS_MODULES = "ip_vs ip_vs_dh ip_vs_ftp ip_vs_lblc ip_vs_lblcr ip_vs_lc ip_vs_nq ip_vs_rr ip_vs_sed ip_vs_sh ip_vs_wlc ip_vs_wrr".split()
+
+
+def raw(images, role):
+    return images / role / f"{role}.raw"
+
+
+@pytest.mark.parametrize("role", ["loadbalancer", "webserver"])
+def test_manifest_describes_every_artefact(images, role):
+    manifest = json.loads((images / role / "manifest.json").read_text())
+    assert set(manifest["artefacts"]) == {"qcow2", "raw", "kernel", "initrd"}
+    for entry in manifest["artefacts"].values():
+        path = images / role / entry["file"]
+        assert path.stat().st_size == entry["bytes"]
+        digest = hashlib.sha256(path.read_bytes()).hexdigest() if entry["bytes"] < 100_000_000 else None
+        assert digest in (None, entry["sha256"])
+    assert manifest["elements"] == ["debian-minimal", f"imgbuild-{role}"]
+    assert manifest["diskimage_builder"] and manifest["build_seconds"] > 0
+    assert "cloud-init" in manifest["packages"] and "openssh-server" in manifest["packages"]
+    qemu_img = subprocess.run(["qemu-img", "info", "--output=json", str(images / role / f"{role}.qcow2")], capture_output=True, text=True)
+    assert json.loads(qemu_img.stdout)["format"] == "qcow2"
+
+
+def test_loadbalancer_contents(images):
+    image = raw(images, "loadbalancer")
+    packages = imagefs.packages(image)
+    assert {"heartbeat", "ldirectord", "ipvsadm", "ifupdown", "cloud-init"} <= set(packages)
+    assert not {"pacemaker", "corosync", "apache2", "packagekit"} & set(packages)
+    modules = imagefs.read_text(image, "/etc/modules-load.d/imgbuild-ipvs.conf")
+    assert [line for line in modules.splitlines() if line and not line.startswith("#")] == IPVS_MODULES
+    assert "net.ipv4.ip_forward = 1" in imagefs.read_text(image, "/etc/sysctl.d/60-imgbuild-director.conf")
+    # heartbeat is enabled but gated on its configuration; ldirectord is left to heartbeat
+    wants = imagefs.listdir(image, "/etc/systemd/system/multi-user.target.wants")
+    assert "heartbeat.service" in wants and "lvs-sync-backup.service" in wants and "ldirectord.service" not in wants
+    dropin = imagefs.read_text(image, "/etc/systemd/system/heartbeat.service.d/10-imgbuild.conf")
+    assert "ConditionPathExists=/etc/ha.d/authkeys" in dropin and "TimeoutStopSec=20s" in dropin
+    assert imagefs.listdir(image, "/etc/ha.d") and imagefs.mode(image, "/etc/ha.d/authkeys") is None
+    assert imagefs.mode(image, "/etc/ha.d/ha.cf") is None
+    assert imagefs.mode(image, "/etc/ha.d/resource.d/LVSSyncDaemonSwap") & 0o111
+    assert imagefs.mode(image, "/usr/libexec/heartbeat/ipfail") & 0o111
+
+
+def test_webserver_contents(images):
+    image = raw(images, "webserver")
+    packages = imagefs.packages(image)
+    assert "apache2" in packages and not {"heartbeat", "ldirectord", "ipvsadm"} & set(packages)
+    assert "Test Page" in imagefs.read_text(image, "/var/www/html/ldirector.html")
+    sysctls = imagefs.read_text(image, "/etc/sysctl.d/60-imgbuild-lvs-dr.conf")
+    for line in ("net.ipv4.conf.all.arp_ignore = 1", "net.ipv4.conf.eth0.arp_ignore = 1",
+                 "net.ipv4.conf.all.arp_announce = 2", "net.ipv4.conf.eth0.arp_announce = 2"):  # fmt: skip
+        assert line in sysctls
+
+
+@pytest.mark.parametrize("role", ["loadbalancer", "webserver"])
+def test_generic_image_holds_no_identity(images, role):
+    image = raw(images, role)
+    assert not [n for n in imagefs.listdir(image, "/etc/ssh") if n.startswith("ssh_host_")]
+    assert imagefs.read(image, "/etc/machine-id") == b""
+    assert not [n for n in imagefs.listdir(image, "/etc/network/interfaces.d")], "no baked-in interface stanzas"
+    datasources = imagefs.read_text(image, "/etc/cloud/cloud.cfg.d/90-imgbuild-datasources.cfg")
+    assert "NoCloud" in datasources and "ConfigDrive" in datasources and "OpenStack" in datasources
+
+
+def test_cache_hit_is_fast(images, test_env):
+    started = time.monotonic()
+    result = run_imgbuild("build", "--output", str(images), "--json", env=test_env)
+    assert result.returncode == 0 and time.monotonic() - started < 2.0
+    assert "cached" in result.stderr
+
+
+def test_failed_build_leaves_previous_output(images, test_env):
+    before = (images / "webserver" / "manifest.json").read_bytes()
+    env = dict(test_env, IMGBUILD_MIRROR="http://127.0.0.1:9/debian", IMGBUILD_SECURITY_MIRROR="http://127.0.0.1:9/sec")
+    result = run_imgbuild("build", "--role", "webserver", "--output", str(images), "--force", env=env)
+    assert result.returncode != 0
+    assert result.stderr.strip().splitlines()[-1].startswith("error: mirror unreachable")
+    assert (images / "webserver" / "manifest.json").read_bytes() == before
+    assert not list(images.glob(".*.tmp"))
+
+
+def test_interrupted_build_leaves_previous_output_and_no_loop_devices(images, test_env, tmp_path):
+    before = (images / "webserver" / "manifest.json").read_bytes()
+    loops_before = subprocess.run(["losetup", "-a"], capture_output=True, text=True).stdout
+    proc = subprocess.Popen(
+        [*IMGBUILD, "build", "--role", "webserver", "--output", str(images), "--force"],
+        env=test_env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    time.sleep(45)  # well inside the build: packages are being installed in the chroot
+    proc.send_signal(subprocess.signal.SIGINT)
+    proc.wait(timeout=180)
+    assert proc.returncode != 0
+    assert (images / "webserver" / "manifest.json").read_bytes() == before
+    assert not list(images.glob(".*.tmp"))
+    assert subprocess.run(["losetup", "-a"], capture_output=True, text=True).stdout == loops_before
+    assert "dib_build" not in open("/proc/mounts").read()
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [(["--role", "database"], "unknown role 'database'"), (["--config", "/nonexistent.toml"], "imgbuild init")],
+)
+def test_user_errors_are_one_line(args, message, test_env, tmp_path):
+    result = run_imgbuild("build", "--output", str(tmp_path), *args, env=test_env)
+    assert result.returncode != 0 and "Traceback" not in result.stderr
+    assert message in result.stderr.strip().splitlines()[-1] or message in result.stderr

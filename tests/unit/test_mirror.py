@@ -1,0 +1,63 @@
+"""Mirror detection from the host's apt sources, in both formats, and its overrides."""
+
+from __future__ import annotations
+
+import pytest
+
+from imgbuild.builder import mirror
+from imgbuild.errors import UserError
+
+DEB822 = """Types: deb
+# http://snapshot.debian.org/archive/debian/20250520T000000Z
+URIs: http://mirror.internal/debian
+Suites: bookworm bookworm-updates
+Components: main
+Signed-By: /usr/share/keyrings/debian-archive-keyring.gpg
+
+Types: deb
+URIs: http://mirror.internal/debian-security
+Suites: bookworm-security
+Components: main
+"""
+
+
+def _apt(tmp_path, main_list="", parts=None):
+    (tmp_path / "sources.list.d").mkdir()
+    (tmp_path / "sources.list").write_text(main_list)
+    for name, text in (parts or {}).items():
+        (tmp_path / "sources.list.d" / name).write_text(text)
+    return tmp_path
+
+
+def test_deb822_sources(tmp_path, monkeypatch):
+    monkeypatch.delenv("IMGBUILD_MIRROR", raising=False)
+    monkeypatch.delenv("IMGBUILD_SECURITY_MIRROR", raising=False)
+    apt = _apt(tmp_path, parts={"debian.sources": DEB822, "other.list": "deb https://packages.example/apt cloud-sdk main\n"})
+    assert mirror.resolve("bookworm", apt_etc=apt) == mirror.Mirrors("http://mirror.internal/debian", "http://mirror.internal/debian-security")
+
+
+def test_one_line_sources_with_options(tmp_path, monkeypatch):
+    monkeypatch.delenv("IMGBUILD_MIRROR", raising=False)
+    monkeypatch.delenv("IMGBUILD_SECURITY_MIRROR", raising=False)
+    text = "# comment\ndeb-src http://x/debian bookworm main\ndeb [arch=amd64 signed-by=/k.gpg] http://a/debian/ bookworm main contrib\ndeb http://a/sec bookworm-security main\n"
+    assert mirror.resolve("bookworm", apt_etc=_apt(tmp_path, text)) == mirror.Mirrors("http://a/debian", "http://a/sec")
+
+
+def test_flag_and_environment_override(tmp_path, monkeypatch):
+    apt = _apt(tmp_path, parts={"debian.sources": DEB822})
+    monkeypatch.setenv("IMGBUILD_MIRROR", "http://env/debian")
+    monkeypatch.delenv("IMGBUILD_SECURITY_MIRROR", raising=False)
+    assert mirror.resolve("bookworm", apt_etc=apt).main == "http://env/debian"
+    assert mirror.resolve("bookworm", main="http://flag/debian", apt_etc=apt).main == "http://flag/debian"
+
+
+def test_no_mirror_is_one_clear_line(tmp_path, monkeypatch):
+    monkeypatch.delenv("IMGBUILD_MIRROR", raising=False)
+    monkeypatch.delenv("IMGBUILD_SECURITY_MIRROR", raising=False)
+    with pytest.raises(UserError, match="--mirror"):
+        mirror.resolve("bookworm", apt_etc=_apt(tmp_path))
+
+
+def test_unreachable_mirror_is_one_clear_line():
+    with pytest.raises(UserError, match="mirror unreachable"):
+        mirror.check_reachable(mirror.Mirrors("http://127.0.0.1:9/debian", "http://127.0.0.1:9/sec"), "bookworm", timeout=2)

@@ -1,0 +1,98 @@
+"""The cluster model: the seed's defaults, and one clear line for every invalid description."""
+
+from __future__ import annotations
+
+import tomllib
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from imgbuild import configfile, model
+from imgbuild.errors import ConfigError
+
+
+def test_default_is_the_seed_cluster():
+    c = model.Cluster()
+    assert [(n.name, n.role.value, str(n.address)) for n in c.nodes] == [
+        ("webserver1", "webserver", "192.168.0.101"),
+        ("webserver2", "webserver", "192.168.0.102"),
+        ("loadb1", "loadbalancer", "192.168.0.103"),
+        ("loadb2", "loadbalancer", "192.168.0.104"),
+    ]
+    assert str(c.network.vip) == "192.168.0.105"
+    assert c.balancer.scheduler == "rr" and c.balancer.quiescent
+    assert (c.balancer.check_interval, c.balancer.check_timeout) == (2, 10)
+    assert not c.heartbeat.auto_failback and c.heartbeat.auth_method == "sha1"
+
+
+def test_init_file_round_trips_to_the_default():
+    text = configfile.render(model.Cluster())
+    assert model.parse(tomllib.loads(text)) == model.Cluster()
+    assert text.count("#") > 20, "the written file explains its fields"
+
+
+@pytest.mark.parametrize(
+    ("data", "message"),
+    [
+        ({"nodes": [{"name": "x", "role": "webserver", "address": "10.0.0.1"}]}, "node x: address 10.0.0.1 is not a host address"),
+        ({"network": {"vip": "192.168.0.101"}}, "network.vip 192.168.0.101 is also a node address"),
+        ({"network": {"vip": "10.1.1.1"}}, "network.vip 10.1.1.1 is not a host address"),
+        ({"heartbeat": {"keepalive_ms": 1000, "deadtime_ms": 2000}}, "deadtime_ms must be more than twice keepalive_ms"),
+        ({"heartbeat": {"auth_method": "crc"}}, "auth_method 'crc' authenticates nothing"),
+        ({"balancer": {"scheduler": "fifo"}}, "balancer.scheduler"),
+        ({"balancer": {"persistence": 0}}, "balancer.persistence"),
+        ({"nodes": [{"name": "Bad_Name", "role": "webserver", "address": "192.168.0.1"}]}, "nodes[0].name: not a valid hostname"),
+        ({"colour": "red"}, "colour: unknown key"),
+        ({"balancer": {"port": 80, "sheduler": "rr"}}, "balancer.sheduler: unknown key"),
+    ],
+)
+def test_invalid_descriptions_get_one_line(data, message):
+    with pytest.raises(ConfigError) as err:
+        model.parse(data, "cluster.toml")
+    text = str(err.value)
+    assert message in text and "\n" not in text and text.startswith("cluster.toml: ")
+    assert err.value.exit_code == 2
+
+
+def _nodes(lbs: int, webs: int, dup: bool = False) -> list[dict]:
+    nodes = [{"name": f"lb{i}", "role": "loadbalancer", "address": f"192.168.0.{10 + i}"} for i in range(lbs)]
+    nodes += [{"name": f"web{i}", "role": "webserver", "address": f"192.168.0.{50 + i}"} for i in range(webs)]
+    if dup and nodes:
+        nodes.append(dict(nodes[0]))
+    return nodes
+
+
+@settings(max_examples=60, deadline=None)
+@given(lbs=st.integers(0, 4), webs=st.integers(0, 4), dup=st.booleans())
+def test_topology_rules(lbs, webs, dup):
+    data = {"nodes": _nodes(lbs, webs, dup)}
+    valid = lbs == 2 and webs >= 1 and not dup
+    if valid:
+        assert len(model.parse(data).nodes) == lbs + webs
+    else:
+        with pytest.raises(ConfigError):
+            model.parse(data)
+
+
+@settings(max_examples=60, deadline=None)
+@given(keepalive=st.integers(100, 5000), deadtime=st.integers(200, 20000), warntime=st.integers(100, 20000), initdead=st.integers(200, 60000))
+def test_heartbeat_timing_rules(keepalive, deadtime, warntime, initdead):
+    data = {"heartbeat": {"keepalive_ms": keepalive, "deadtime_ms": deadtime, "warntime_ms": warntime, "initdead_ms": initdead}}
+    valid = deadtime > 2 * keepalive and keepalive <= warntime < deadtime and initdead >= deadtime
+    if valid:
+        model.parse(data)
+    else:
+        with pytest.raises(ConfigError):
+            model.parse(data)
+
+
+def test_load_missing_file_says_how_to_fix(tmp_path):
+    with pytest.raises(ConfigError, match="imgbuild init"):
+        model.load(tmp_path / "nope.toml")
+
+
+def test_macs_are_stable_and_distinct():
+    c = model.Cluster()
+    macs = [c.mac(n) for n in c.nodes]
+    assert len(set(macs)) == 4 and all(m.startswith("52:54:") for m in macs)
