@@ -89,7 +89,8 @@ class SlowDownload:
         sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         # A small receive window keeps the server sending slowly, so the connection lives on.
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 16384)
-        sock.settimeout(30)
+        # Long enough to ride out a failover plus TCP's retransmission back-off.
+        sock.settimeout(120)
         sock.connect((self.host, self.port))
         sock.sendall(f"GET {self.path} HTTP/1.0\r\nHost: {self.host}\r\n\r\n".encode())
         self._thread = threading.Thread(target=self._run, args=(sock,), daemon=True)
@@ -113,7 +114,7 @@ class SlowDownload:
     def stop(self) -> None:
         self._stop.set()
         if self._thread:
-            self._thread.join(timeout=35)
+            self._thread.join(timeout=125)
 
     def bytes_after(self, moment: float) -> int:
         return sum(n for t, n in self.received if t > moment)

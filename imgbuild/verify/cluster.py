@@ -17,7 +17,7 @@ from imgbuild.cloudinit.seeds import NOCLOUD_ISO, seed_dir
 from imgbuild.model import Cluster, Node, Role
 from imgbuild.qemu import netns
 from imgbuild.qemu.accel import Accel
-from imgbuild.qemu.machine import BootSpec, Machine
+from imgbuild.qemu.machine import FINISHED, BootSpec, Machine
 
 
 @dataclass
@@ -57,6 +57,19 @@ def boot_spec(node: Node, images: Path, seeds: Path, seed_name: str = NOCLOUD_IS
     )
 
 
+def boot_waves(cluster: Cluster, accel: Accel, cpus: int) -> list[list[Node]]:
+    """Web servers first (ldirectord checks them), at most one vCPU per host core at a time under TCG.
+
+    Four emulated first boots on two cores take far longer than two after two: measured here,
+    about 250 s for four at once against about 60 s for a pair.
+    """
+    ordered = sorted(cluster.nodes, key=lambda n: n.role != Role.webserver)
+    if accel == "kvm":
+        return [ordered]
+    size = max(1, (os.cpu_count() or 1) // cpus)
+    return [ordered[i : i + size] for i in range(0, len(ordered), size)]
+
+
 @contextmanager
 def running(
     cluster: Cluster,
@@ -90,9 +103,6 @@ def running(
             )  # fmt: skip
             machines[node.name] = machine
         started = time.monotonic()
-        for machine in machines.values():
-            machine.start()
-            on_status(machine.name, "booting")
         running_cluster = RunningCluster(cluster, machines, client, workdir, ssh_key, accel, netns_name=name)
 
         def wait(machine: Machine) -> None:
@@ -100,9 +110,25 @@ def running(
             running_cluster.boot_seconds[machine.name] = round(seconds, 1)
             on_status(machine.name, f"ready in {seconds:.0f} s")
 
-        with ThreadPoolExecutor(max_workers=len(machines)) as pool:
-            for future in [pool.submit(wait, m) for m in machines.values()]:
+        pool = ThreadPoolExecutor(max_workers=len(machines))
+        try:
+            futures = []
+            for wave in boot_waves(cluster, accel, cpus):
+                for node in wave:
+                    machines[node.name].start()
+                    on_status(node.name, "booting")
+                futures += [pool.submit(wait, machines[node.name]) for node in wave]
+                # The next wave starts once this one is through its CPU-heavy first boot.
+                for node in wave:
+                    machines[node.name].wait_for_console(FINISHED, ready_timeout)
+            for future in futures:
                 future.result()
+        except BaseException:
+            for machine in machines.values():
+                machine.stop()  # waiting threads see their QEMU gone and return at once
+            raise
+        finally:
+            pool.shutdown(wait=True)
         running_cluster.ready_seconds = round(time.monotonic() - started, 1)
         yield running_cluster
         if keep(running_cluster):

@@ -1,4 +1,8 @@
-"""pytest plugin that hands the running cluster to the checks and records every result."""
+"""pytest plugin that hands the running cluster to the checks and records every result.
+
+Fixtures are module-level (loaded with `-p imgbuild.verify.plugin`); the ClusterPlugin
+instance carries the cluster, found by the fixtures in the config stash.
+"""
 
 from __future__ import annotations
 
@@ -10,10 +14,13 @@ from typing import Any
 import pytest
 import testinfra
 
-from imgbuild.model import Role
+from imgbuild.model import Node, Role
 from imgbuild.verify.cluster import RunningCluster
 
 HA_LOG_COMMAND = "journalctl -b --no-pager -o short-monotonic -t heartbeat -t ldirectord -t ipfail -t IPaddr2 -t ResourceManager; cat /var/log/ha-log 2>/dev/null"
+_PLUGIN = pytest.StashKey["ClusterPlugin"]()
+# fixture -> role of the nodes it is parametrized over (None: every node)
+_NODE_FIXTURES = {"node": None, "host": None, "balancer_host": Role.loadbalancer, "webserver_host": Role.webserver}
 
 
 class ClusterPlugin:
@@ -23,69 +30,30 @@ class ClusterPlugin:
         self.results: list[dict[str, Any]] = []
         self._hosts: dict[str, Any] = {}
 
-    # -- fixtures -----------------------------------------------------------------------------
+    def pytest_configure(self, config: pytest.Config) -> None:
+        config.stash[_PLUGIN] = self
 
     def pytest_generate_tests(self, metafunc: pytest.Metafunc) -> None:
-        nodes = self.running.model.nodes
-        for fixture, role in (("node", None), ("host", None), ("balancer_host", Role.loadbalancer), ("webserver_host", Role.webserver)):
+        for fixture, role in _NODE_FIXTURES.items():
             if fixture in metafunc.fixturenames:
-                chosen = [n for n in nodes if role is None or n.role == role]
-                metafunc.parametrize("node_name", [n.name for n in chosen], ids=[n.name for n in chosen], scope="session")
+                chosen = [n for n in self.running.model.nodes if role is None or n.role == role]
+                metafunc.parametrize("node_name", [n.name for n in chosen], ids=[n.name for n in chosen], indirect=True)
                 return
 
     def host_for(self, name: str) -> Any:
         if name not in self._hosts:
             node = self.running.model.node(name)
-            self._hosts[name] = testinfra.get_host(f"paramiko://{self.running.model.admin.user}@{node.address}", ssh_config=str(self.ssh_config), sudo=True)
+            spec = f"paramiko://{self.running.model.admin.user}@{node.address}"
+            self._hosts[name] = testinfra.get_host(spec, ssh_config=str(self.ssh_config), sudo=True)
         return self._hosts[name]
-
-    @pytest.fixture(scope="session")
-    def cluster(self) -> RunningCluster:
-        return self.running
-
-    @pytest.fixture(scope="session")
-    def report(self) -> dict[str, Any]:
-        return self.measurements
-
-    @pytest.fixture
-    def node(self, node_name: str) -> Any:
-        return self.running.model.node(node_name)
-
-    @pytest.fixture
-    def host(self, node_name: str) -> Any:
-        return self.host_for(node_name)
-
-    @pytest.fixture
-    def balancer_host(self, node_name: str) -> Any:
-        return self.host_for(node_name)
-
-    @pytest.fixture
-    def webserver_host(self, node_name: str) -> Any:
-        return self.host_for(node_name)
-
-    @pytest.fixture(scope="session")
-    def vip_url(self) -> str:
-        net, lb = self.running.model.network, self.running.model.balancer
-        return f"http://{net.vip}:{lb.port}/"
-
-    @pytest.fixture
-    def client_neighbour(self) -> Any:
-        def lookup(address: str) -> str | None:
-            out = subprocess.run(["ip", "neigh", "show", address], capture_output=True, text=True).stdout
-            fields = out.split()
-            return fields[fields.index("lladdr") + 1] if "lladdr" in fields else None
-
-        return lookup
-
-    # -- results ------------------------------------------------------------------------------
 
     @pytest.hookimpl(hookwrapper=True)
     def pytest_runtest_makereport(self, item: pytest.Item, call: pytest.CallInfo[None]) -> Any:
         outcome = yield
         rep = outcome.get_result()
         if rep.when == "call" or (rep.when == "setup" and rep.outcome != "passed"):
-            self.results.append({"check": item.nodeid.split("::", 1)[-1], "outcome": rep.outcome, "seconds": round(rep.duration, 2),
-                                 "detail": str(rep.longrepr.reprcrash.message) if rep.failed and hasattr(rep.longrepr, "reprcrash") else ""})  # fmt: skip
+            detail = rep.longrepr.reprcrash.message if rep.failed and hasattr(rep.longrepr, "reprcrash") else ""
+            self.results.append({"check": item.nodeid.split("::", 1)[-1], "outcome": rep.outcome, "seconds": round(rep.duration, 2), "detail": str(detail)})
             if rep.failed:
                 self.collect_ha_logs()
 
@@ -99,3 +67,56 @@ class ClusterPlugin:
             except Exception as err:  # a dead node must not hide the check's own failure
                 log = f"could not read the HA log: {err}"
             (self.report_dir / f"{machine.name}.ha.{int(time.time())}.log").write_text(log)
+
+
+def _plugin(request: pytest.FixtureRequest) -> ClusterPlugin:
+    return request.config.stash[_PLUGIN]
+
+
+@pytest.fixture
+def node_name(request: pytest.FixtureRequest) -> str:
+    return request.param
+
+
+@pytest.fixture(scope="session")
+def cluster(request: pytest.FixtureRequest) -> RunningCluster:
+    return _plugin(request).running
+
+
+@pytest.fixture(scope="session")
+def report(request: pytest.FixtureRequest) -> dict[str, Any]:
+    return _plugin(request).measurements
+
+
+@pytest.fixture
+def node(request: pytest.FixtureRequest, node_name: str) -> Node:
+    return _plugin(request).running.model.node(node_name)
+
+
+@pytest.fixture
+def host(request: pytest.FixtureRequest, node_name: str) -> Any:
+    return _plugin(request).host_for(node_name)
+
+
+@pytest.fixture
+def balancer_host(request: pytest.FixtureRequest, node_name: str) -> Any:
+    return _plugin(request).host_for(node_name)
+
+
+@pytest.fixture
+def webserver_host(request: pytest.FixtureRequest, node_name: str) -> Any:
+    return _plugin(request).host_for(node_name)
+
+
+@pytest.fixture(scope="session")
+def vip_url(cluster: RunningCluster) -> str:
+    return f"http://{cluster.model.network.vip}:{cluster.model.balancer.port}/"
+
+
+@pytest.fixture
+def client_neighbour() -> Any:
+    def lookup(address: str) -> str | None:
+        fields = subprocess.run(["ip", "neigh", "show", address], capture_output=True, text=True).stdout.split()
+        return fields[fields.index("lladdr") + 1] if "lladdr" in fields else None
+
+    return lookup

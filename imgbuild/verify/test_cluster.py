@@ -137,8 +137,9 @@ def test_vip_on_loopback_and_arp_sysctls(webserver_host, cluster):
 # -- the client's view --------------------------------------------------------------------------
 
 
-def test_vip_answered_by_active_balancer_only(cluster, client_neighbour):
+def test_vip_answered_by_active_balancer_only(cluster, client_neighbour, vip_url):
     """ARP for the VIP resolves to the active balancer's NIC, never to a web server's."""
+    assert who_answers(vip_url) is not None
     mac = client_neighbour(str(cluster.model.network.vip))
     active = active_balancer(cluster)
     assert mac == active.mac, f"VIP resolves to {mac}, active balancer {active.name} has {active.mac}"
@@ -226,17 +227,20 @@ def test_drill_balancer_failover(cluster, vip_url, report):
         deadline = time.monotonic() + 60
         while who_answers(vip_url) is None and time.monotonic() < deadline:
             time.sleep(0.2)
-        time.sleep(8)
+        recovered = time.monotonic()
+        # TCP backs off while the VIP is away: give the download up to a minute to flow again.
+        while download.bytes_after(recovered) == 0 and download.error is None and time.monotonic() < recovered + 60:
+            time.sleep(0.5)
     finally:
         probe.stop()
         download.stop()
     outage = probe.outage()
     report["failover_outage_s"] = round(outage, 1)
     report["failover_outage_goal_s"] = 3.0
-    report["long_download_bytes_after_cut"] = download.bytes_after(cut + outage + 1)
+    report["long_download_bytes_after_recovery"] = download.bytes_after(recovered)
     assert outage != float("inf"), "HTTP through the VIP never came back"
     assert download.error is None, download.error
-    assert download.bytes_after(cut + outage + 1) > 0, "the long-lived connection stalled after the failover"
+    assert download.bytes_after(recovered) > 0, "the long-lived connection stalled after the failover"
     assert "running" in standby.succeed("/etc/ha.d/resource.d/LVSSyncDaemonSwap master status")
 
 

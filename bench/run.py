@@ -1,0 +1,86 @@
+"""Benchmarks (not timed tests): build against plain diskimage-builder, and the cluster boot/verify figures.
+
+    .venv/bin/python bench/run.py build    # -> bench/results/build.json
+    .venv/bin/python bench/run.py verify   # -> bench/results/verify.json
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from imgbuild.builder import mirror, preflight
+
+RESULTS = Path(__file__).parent / "results"
+IMGBUILD = [sys.executable, "-m", "imgbuild"]
+PLAIN_PACKAGES = "heartbeat,ldirectord,ipvsadm,apache2,cloud-init,ifupdown"
+
+
+def timed(cmd: list[str], env: dict[str, str], log: Path) -> float:
+    started = time.monotonic()
+    with log.open("w") as out:
+        subprocess.run(cmd, env=env, stdout=out, stderr=subprocess.STDOUT, check=True)
+    return round(time.monotonic() - started, 1)
+
+
+def bench_build(scratch: Path) -> dict:
+    mirrors = mirror.resolve("bookworm")
+    env = dict(os.environ, PATH=preflight.tool_path(), DIB_RELEASE="bookworm", DIB_DISTRIBUTION_MIRROR=mirrors.main,
+               DIB_DEBIAN_SECURITY_MIRROR=mirrors.security, DIB_IMAGE_CACHE=str(scratch / "plain-cache"))  # fmt: skip
+    plain_out = scratch / "plain" / "image"
+    plain_out.parent.mkdir()
+    plain = timed(["disk-image-create", "-a", "amd64", "-o", str(plain_out), "-t", "qcow2",
+                   "debian-minimal", "baremetal", "openssh-server", "-p", PLAIN_PACKAGES], env, scratch / "plain.log")  # fmt: skip
+    ours_env = dict(os.environ, IMGBUILD_CACHE=str(scratch / "imgbuild-cache"))
+    out = scratch / "images"
+    cold = timed([*IMGBUILD, "build", "--output", str(out)], ours_env, scratch / "imgbuild-cold.log")
+    hit = timed([*IMGBUILD, "build", "--output", str(out)], ours_env, scratch / "imgbuild-hit.log")
+    plain_qcow2 = plain_out.with_suffix(".qcow2").stat().st_size
+    sizes = {role: (out / role / f"{role}.qcow2").stat().st_size for role in ("loadbalancer", "webserver")}
+    return {
+        "plain_dib_build_s": plain,
+        "imgbuild_both_roles_cold_s": cold,
+        "cold_ratio_to_plain": round(cold / plain, 2),
+        "cache_hit_s": hit,
+        "plain_qcow2_bytes": plain_qcow2,
+        "qcow2_bytes": sizes,
+        "qcow2_ratio_to_plain": {role: round(size / plain_qcow2, 3) for role, size in sizes.items()},
+        "targets": {"cold_ratio_to_plain": 1.5, "cache_hit_s": 2.0, "qcow2_ratio_to_plain": 0.6},
+    }
+
+
+def bench_verify(scratch: Path) -> dict:
+    result = subprocess.run([*IMGBUILD, "verify", "--reports", str(scratch / "reports"), "--json"], capture_output=True, text=True)
+    report = json.loads(result.stdout)
+    return {
+        "exit_code": result.returncode,
+        "accel": report["accel"],
+        "boot_to_ready_s": report.get("boot_seconds"),
+        "cluster_ready_s": report.get("cluster_ready_seconds"),
+        "verify_total_s": report["total_seconds"],
+        "measurements": report.get("measurements"),
+        "targets": {"cluster_ready_s": 120, "verify_total_s": 300, "failover_outage_s": 3.0},
+    }
+
+
+def main() -> None:
+    which = sys.argv[1] if len(sys.argv) > 1 else "build"
+    RESULTS.mkdir(exist_ok=True)
+    scratch = Path(tempfile.mkdtemp(prefix="imgbuild-bench-", dir=os.environ.get("IMGBUILD_BENCH_DIR")))
+    try:
+        figures = bench_build(scratch) if which == "build" else bench_verify(scratch)
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+    figures["measured_at"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+    (RESULTS / f"{which}.json").write_text(json.dumps(figures, indent=2) + "\n")
+    print(json.dumps(figures, indent=2))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,57 @@
+"""The whole proof: `imgbuild verify` boots the four-node cluster once and every check runs against it."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import xml.etree.ElementTree as ET
+from pathlib import Path
+
+import pytest
+
+from .conftest import run_imgbuild
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def verify_report(images, seeds, work, test_env):
+    result = run_imgbuild("verify", "--output", str(images), "--seeds", str(seeds), "--reports", str(work / "reports"), "--json",
+                          env=test_env, timeout=2400)  # fmt: skip
+    report = json.loads(result.stdout)
+    report["_exit"] = result.returncode
+    report["_stderr"] = result.stderr[-4000:]
+    return report
+
+
+def test_verify_passes(verify_report):
+    failed = [c for c in verify_report["checks"] if c["outcome"] != "passed"]
+    assert verify_report["_exit"] == 0 and not failed, json.dumps(failed, indent=1) + verify_report["_stderr"]
+
+
+def test_every_required_check_ran(verify_report):
+    ran = {c["check"].split("[")[0] for c in verify_report["checks"]}
+    for name in ("test_identity", "test_no_failed_units", "test_ipvs_modules_loaded", "test_ipfail_running", "test_vip_on_exactly_one_balancer",
+                 "test_ldirectord_only_on_active", "test_ipvs_table", "test_connection_sync_roles", "test_apache_and_check_page",
+                 "test_vip_on_loopback_and_arp_sysctls", "test_vip_answered_by_active_balancer_only", "test_round_robin_spread",
+                 "test_drill_apache_down_and_back", "test_drill_persistence", "test_drill_balancer_failover",
+                 "test_drill_failed_balancer_returns_as_standby"):  # fmt: skip
+        assert name in ran, name
+
+
+def test_report_files_and_figures(verify_report):
+    report_dir = Path(verify_report["report_dir"])
+    suite = ET.parse(report_dir / "junit.xml").getroot()
+    assert int(suite.find("testsuite").get("tests") if suite.tag == "testsuites" else suite.get("tests")) >= 20
+    assert set(verify_report["boot_seconds"]) == {"webserver1", "webserver2", "loadb1", "loadb2"}
+    measured = verify_report["measurements"]
+    for figure in ("failover_outage_s", "vip_moved_s", "apache_down_detected_s", "rr_spread"):
+        assert figure in measured, figure
+    assert (report_dir / "loadb1.console.log").stat().st_size > 0
+
+
+def test_nothing_left_behind(verify_report):
+    assert subprocess.run(["pgrep", "-f", "qemu-system.*imgbuild|qemu-system.*reports/verify-"], capture_output=True).returncode == 1
+    namespaces = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True).stdout
+    assert "imgbuild-" not in namespaces
+    assert not list(Path(verify_report["report_dir"]).glob("*.qcow2"))
