@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -30,5 +32,7 @@ def run_checks(cluster: RunningCluster, report_dir: Path, keyword: str | None = 
             f"--rootdir={CHECKS.parent}", f"--junitxml={report_dir / 'junit.xml'}", "-o", "junit_suite_name=imgbuild-verify", "-W", "ignore"]  # fmt: skip
     if keyword:
         args += ["-k", keyword]
-    exit_code = pytest.main(args, plugins=[plugin])
+    # pytest reports on stdout; keep stdout for the --json report.
+    with contextlib.redirect_stdout(sys.stderr):
+        exit_code = pytest.main(args, plugins=[plugin])
     return {"exit_code": int(exit_code), "checks": plugin.results, "measurements": plugin.measurements}

@@ -7,6 +7,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from rich.markup import escape
 from rich.table import Table
 
 from imgbuild import state, ui
@@ -54,7 +55,7 @@ def summary(report: dict[str, Any]) -> Table:
     table.add_column("s", justify="right")
     for check in report["checks"]:
         colour = {"passed": "green", "failed": "red"}.get(check["outcome"], "yellow")
-        table.add_row(check["check"], f"[{colour}]{check['outcome']}[/]", f"{check['seconds']:.1f}")
+        table.add_row(escape(check["check"]), f"[{colour}]{check['outcome']}[/]", f"{check['seconds']:.1f}")
     return table
 
 
