@@ -114,6 +114,10 @@ def build_role(
         stem.parent.mkdir()
         env = dib.environment(build, mirrors, dib_cache_dir(role, build, mirrors))
         env["PATH"] = preflight.tool_path()
+        # dib's chroot, tmpfs mounts and loop devices live below a directory of this build,
+        # so that anything a killed dib leaves behind can be found and released.
+        env["TMP_DIR"] = str(work / "tmp")
+        (work / "tmp").mkdir()
         dib.run(dib.command(role, build, stem), env, log, on_phase)
         on_phase("writing manifest")
         packages = imagefs.packages(stem.with_suffix(".raw"))

@@ -69,8 +69,19 @@ def stop_all() -> None:
             pass
 
 
+def release(root: Path) -> None:
+    """Unmount and detach whatever a killed dib left below root: its EXIT trap does not run on SIGTERM."""
+    prefix = f"{root}/"
+    mounts = [line.split()[1] for line in Path("/proc/mounts").read_text().splitlines()]
+    for mount in sorted((m for m in mounts if m.startswith(prefix)), key=len, reverse=True):
+        subprocess.run(["umount", "--lazy", mount], capture_output=True)
+    for backing in Path("/sys/block").glob("loop*/loop/backing_file"):
+        if backing.read_text().strip().startswith(prefix):
+            subprocess.run(["losetup", "--detach", f"/dev/{backing.parent.parent.name}"], capture_output=True)
+
+
 def run(cmd: list[str], env: dict[str, str], log_path: Path, on_phase: Callable[[str], None]) -> None:
-    """Run disk-image-create; the full output goes to log_path, its phases to on_phase."""
+    """Run disk-image-create in env's TMP_DIR; the full output goes to log_path, its phases to on_phase."""
     tail: deque[str] = deque(maxlen=25)
     with log_path.open("w") as log:
         log.write("$ " + " ".join(cmd) + "\n")
@@ -100,5 +111,6 @@ def run(cmd: list[str], env: dict[str, str], log_path: Path, on_phase: Callable[
                 proc.wait()
             with _running_lock:
                 _running.discard(proc)
+            release(Path(env["TMP_DIR"]))
     if proc.returncode != 0:
         raise UserError(f"disk-image-create failed (exit {proc.returncode}); full log: {log_path}", detail="\n".join(tail))

@@ -32,7 +32,7 @@ def user_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
         except UserError as exc:
             if exc.detail:
                 ui.err.print(exc.detail, markup=False, highlight=False)
-            ui.err.print(f"[bold red]error:[/] {exc}", highlight=False)
+            ui.err.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
             raise typer.Exit(exc.exit_code) from None
 
     return wrapper
@@ -182,4 +182,5 @@ def parse_roles(names: Optional[list[str]]) -> list[model.Role]:
 def main() -> None:
     # A TERM (CI timeout, kill) unwinds like Ctrl-C, so no VM, namespace or mount is left behind.
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(128 + signal.SIGTERM))
+    signal.signal(signal.SIGINT, signal.default_int_handler)  # even when started with SIGINT ignored
     app()

@@ -3,4 +3,4 @@
 # build real images and boot real VMs (shared across tests: one build, one cluster).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-exec .venv/bin/python -m pytest -v -rA --durations=20 tests "$@"
+exec .venv/bin/pytest -v -rA --durations=20 tests/unit tests/integration "$@"

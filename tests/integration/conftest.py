@@ -11,7 +11,9 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parents[2]
-IMGBUILD = [sys.executable, "-m", "imgbuild"]
+# The console script, not `python -m`: that would put the checkout on sys.path, where the
+# top-level qemu/ folder shadows the qemu.qmp library.
+IMGBUILD = [str(Path(sys.executable).parent / "imgbuild")]
 
 
 def run_imgbuild(*args: str, env: dict[str, str] | None = None, timeout: float = 1800) -> subprocess.CompletedProcess[str]:

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from .conftest import run_imgbuild
+from conftest import run_imgbuild
 
 pytestmark = pytest.mark.slow
 
@@ -32,7 +32,7 @@ def test_verify_passes(verify_report):
 def test_every_required_check_ran(verify_report):
     ran = {c["check"].split("[")[0] for c in verify_report["checks"]}
     for name in ("test_identity", "test_no_failed_units", "test_ipvs_modules_loaded", "test_ipfail_running", "test_vip_on_exactly_one_balancer",
-                 "test_ldirectord_only_on_active", "test_ipvs_table", "test_connection_sync_roles", "test_apache_and_check_page",
+                 "test_ldirectord_only_on_active", "test_ipvs_table", "test_ha_messages_reach_the_journal", "test_connection_sync_roles", "test_apache_and_check_page",
                  "test_vip_on_loopback_and_arp_sysctls", "test_vip_answered_by_active_balancer_only", "test_round_robin_spread",
                  "test_drill_apache_down_and_back", "test_drill_persistence", "test_drill_balancer_failover",
                  "test_drill_failed_balancer_returns_as_standby"):  # fmt: skip
