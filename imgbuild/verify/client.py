@@ -89,8 +89,14 @@ class SlowDownload:
         sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         # A small receive window keeps the server sending slowly, so the connection lives on.
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 16384)
-        # Long enough to ride out a failover plus TCP's retransmission back-off.
-        sock.settimeout(120)
+        # Keepalive probes carry our latest ACK through the VIP as soon as it answers again, so the
+        # server resumes at once instead of after its retransmission back-off. Without connection
+        # sync the new director answers such a probe with a reset.
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPIDLE, 2)
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPINTVL, 2)
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPCNT, 90)
+        sock.settimeout(180)
         sock.connect((self.host, self.port))
         sock.sendall(f"GET {self.path} HTTP/1.0\r\nHost: {self.host}\r\n\r\n".encode())
         self._thread = threading.Thread(target=self._run, args=(sock,), daemon=True)
@@ -114,7 +120,7 @@ class SlowDownload:
     def stop(self) -> None:
         self._stop.set()
         if self._thread:
-            self._thread.join(timeout=125)
+            self._thread.join(timeout=185)
 
     def bytes_after(self, moment: float) -> int:
         return sum(n for t, n in self.received if t > moment)
