@@ -86,7 +86,7 @@ def running(
 ) -> Iterator[RunningCluster]:
     """Namespace, bridge, one tap and one QEMU per node; everything is removed on exit, also on errors and Ctrl-C.
 
-    When keep(cluster) says so at the end, the namespace and the nodes are left running (see `forget`).
+    When keep(cluster) says so at the end, the namespace and the nodes are left running (see `remove_kept`).
     """
     client = client_address(cluster)
     name = f"{netns.PREFIX}{os.getpid()}"

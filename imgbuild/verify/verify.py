@@ -72,6 +72,8 @@ def verify(
     keep: bool,
 ) -> dict[str, Any]:
     started = time.monotonic()
+    if cluster.admin.ssh_keys:
+        raise UserError("verify logs in with imgbuild's generated admin key; remove admin.ssh_keys for verify runs")
     require_qemu()
     chosen, reason = accel_mod.choose(accel)
     ui.err.print(f"accelerator: {chosen} ({reason})")
@@ -82,8 +84,6 @@ def verify(
     report_dir.mkdir(parents=True)
     ssh_key, _ = state.admin_key(cluster.name)
     report: dict[str, Any] = {"accel": chosen, "accel_reason": reason, "report_dir": str(report_dir)}
-    if cluster.admin.ssh_keys:
-        raise UserError("verify logs in with imgbuild's generated admin key; remove admin.ssh_keys for verify runs")
 
     def keep_it(running: cluster_mod.RunningCluster) -> bool:
         if keep:
@@ -102,7 +102,7 @@ def verify(
                 ui.err.print(f"cluster kept: `ip netns exec {running.netns_name} ssh -i {ssh_key} {cluster.admin.user}@ADDRESS`")
     except NodeFailed as err:
         report.update(exit_code=1, checks=[{"check": "boot", "outcome": "failed", "seconds": 0, "detail": str(err)}], measurements={})
-        ui.err.print(f"[red]{err}[/]", markup=True, highlight=False)
+        ui.err.print(f"[red]{escape(str(err))}[/]", highlight=False)
     report["total_seconds"] = round(time.monotonic() - started, 1)
     (report_dir / "report.json").write_text(json.dumps(report, indent=2, default=str) + "\n")
     ui.err.print(summary(report))
