@@ -112,12 +112,9 @@ def build_role(
     try:
         stem = work / "dib" / role.value
         stem.parent.mkdir()
-        env = dib.environment(build, mirrors, dib_cache_dir(role, build, mirrors))
-        env["PATH"] = preflight.tool_path()
-        # dib's chroot, tmpfs mounts and loop devices live below a directory of this build,
-        # so that anything a killed dib leaves behind can be found and released.
-        env["TMP_DIR"] = str(work / "tmp")
+        # A directory of this build's own, so that anything a killed dib leaves behind can be released.
         (work / "tmp").mkdir()
+        env = dib.environment(build, mirrors, dib_cache_dir(role, build, mirrors), work / "tmp")
         dib.run(dib.command(role, build, stem), env, log, on_phase)
         on_phase("writing manifest")
         packages = imagefs.packages(stem.with_suffix(".raw"))

@@ -15,6 +15,7 @@ from importlib.metadata import version
 
 from imgbuild.builder.elements import elements_dir, role_elements
 from imgbuild.builder.mirror import Mirrors
+from imgbuild.builder.preflight import tool_path
 from imgbuild.errors import UserError
 from imgbuild.model import Build, Role
 
@@ -37,9 +38,12 @@ def command(role: Role, build: Build, out_stem: Path) -> list[str]:
     return cmd + role_elements(role)
 
 
-def environment(build: Build, mirrors: Mirrors, cache_dir: Path) -> dict[str, str]:
+def environment(build: Build, mirrors: Mirrors, cache_dir: Path, tmp_dir: Path) -> dict[str, str]:
+    """dib's environment; its chroot, tmpfs mounts and loop devices live below tmp_dir (see `release`)."""
     env = dict(os.environ)
     env.update(
+        PATH=tool_path(),
+        TMP_DIR=str(tmp_dir),
         ELEMENTS_PATH=str(elements_dir()),
         DIB_RELEASE=build.release,
         DIB_DISTRIBUTION_MIRROR=mirrors.main,

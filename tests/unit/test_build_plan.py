@@ -60,11 +60,12 @@ def test_dib_command_and_environment(tmp_path):
     cmd = dib.command(Role.webserver, Build(image_size_gb=2.0), tmp_path / "webserver")
     assert cmd[0] == "disk-image-create" and cmd[-2:] == ["debian-minimal", "imgbuild-webserver"]
     assert "qcow2,raw" in cmd and "2.0" in cmd
-    env = dib.environment(Build(), MIRRORS, tmp_path)
+    env = dib.environment(Build(), MIRRORS, tmp_path / "cache", tmp_path / "tmp")
     assert env["DIB_DISTRIBUTION_MIRROR"] == "http://m/debian"
     assert env["DIB_DEBIAN_SECURITY_MIRROR"] == "http://m/debian-security"
     assert env["DIB_RELEASE"] == "bookworm" and env["IMGBUILD_KERNEL"] == "cloud-amd64"
     assert Path(env["ELEMENTS_PATH"]) == elements.elements_dir()
+    assert env["TMP_DIR"] == str(tmp_path / "tmp") and env["DIB_IMAGE_CACHE"] == str(tmp_path / "cache")
 
 
 def test_dib_cache_is_per_role_and_mirror():
