@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import ctypes
 import functools
-import ctypes.util
 import hashlib
 import json
 import os
 import shutil
+import subprocess
 import tempfile
 import time
 from collections.abc import Callable
@@ -16,15 +15,27 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
-from imgbuild.builder import dib, imagefs, mirror, preflight
+from imgbuild.builder import dib, imagefs, mirror, preflight, wholedisk
 from imgbuild.builder.cache import dib_cache_dir, image_key
 from imgbuild.builder.elements import role_elements
 from imgbuild.builder.mirror import Mirrors
-from imgbuild.model import Build, Role
+from imgbuild.builder.openstack import image_properties
+from imgbuild import ui
+from imgbuild.model import Build, Cluster, OpenStack, Role
 from imgbuild.publish import publish_dir
 
 MANIFEST = "manifest.json"
-SUFFIX = {"qcow2": "qcow2", "raw": "raw", "kernel": "vmlinuz", "initrd": "initrd"}
+# Every artefact kind and its file suffix; "qcow2"/"raw" are the bare root filesystem (direct
+# kernel boot), "disk-*" the partitioned whole disk (firmware boot, OpenStack).
+SUFFIX = {
+    "kernel": "vmlinuz",
+    "initrd": "initrd",
+    "squashfs": "squashfs",
+    "qcow2": "qcow2",
+    "raw": "raw",
+    "disk-qcow2": "disk.qcow2",
+    "disk-raw": "disk.raw",
+}
 
 
 @dataclass(frozen=True)
@@ -70,19 +81,46 @@ def _sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
+def _wanted(build: Build) -> list[str]:
+    return ["kernel", "initrd", "squashfs", *build.formats, *(f"disk-{fmt}" for fmt in build.disk_formats)]
+
+
+def _whole_disk(stem: Path, build: Build, work: Path) -> int:
+    """Assemble <stem>.disk.raw (and .disk.qcow2) from dib's root filesystem; its virtual size."""
+    disk = stem.with_suffix(".disk.raw")
+    work.mkdir()
+    lay = wholedisk.assemble(stem.with_suffix(".raw"), disk, work)
+    if "qcow2" in build.disk_formats:
+        subprocess.run(
+            ["qemu-img", "convert", "-c", "-f", "raw", "-O", "qcow2", "-o", dib.QEMU_IMG_OPTIONS, str(disk), str(stem.with_suffix(".disk.qcow2"))],
+            check=True, capture_output=True,
+        )  # fmt: skip
+    return lay.disk_bytes
+
+
 def _collect(stem: Path, dest: Path, role: Role, build: Build) -> dict[str, dict]:
-    """Move dib's outputs into dest under stable names and describe each."""
-    produced = {"kernel": stem.with_suffix(".vmlinuz"), "initrd": stem.with_suffix(".initrd")}
-    produced |= {fmt: stem.with_suffix(f".{fmt}") for fmt in ("qcow2", "raw")}
+    """Move the outputs (dib's, its element hooks', the whole disk) into dest under stable names."""
     entries = {}
-    for kind, src in produced.items():
-        if kind not in build.formats and kind in ("qcow2", "raw"):
-            continue
+    for kind in _wanted(build):
         target = dest / f"{role.value}.{SUFFIX[kind]}"
-        src.rename(target)
+        stem.with_suffix(f".{SUFFIX[kind]}").rename(target)
         os.chmod(target, 0o644)
         entries[kind] = {"file": target.name, "bytes": target.stat().st_size, "sha256": _sha256(target)}
     return entries
+
+
+def _openstack(manifest: dict, openstack: OpenStack) -> dict:
+    """The Glance properties of the role's whole disk (qcow2 when built, else raw)."""
+    kind = "disk-qcow2" if "disk-qcow2" in manifest["artefacts"] else "disk-raw"
+    disk = manifest["artefacts"][kind]
+    glance = image_properties(kind.removeprefix("disk-"), disk["virtual_bytes"], manifest["release"], openstack)
+    return {"name": f"imgbuild-{manifest['role']}", "artefact": kind, "file": disk["file"], **glance}
+
+
+def _write_manifest(directory: Path, manifest: dict) -> None:
+    tmp = directory / f".{MANIFEST}.tmp"
+    tmp.write_text(json.dumps(manifest, indent=2) + "\n")
+    tmp.replace(directory / MANIFEST)
 
 
 def build_role(
@@ -91,11 +129,16 @@ def build_role(
     mirrors: Mirrors,
     output: Path,
     force: bool = False,
+    openstack: OpenStack = OpenStack(),
     on_phase: Callable[[str], None] = lambda _: None,
 ) -> Result:
     """Build (or reuse) the image of one role under output/<role>/."""
     key = image_key(role, build, mirrors, dib.dib_version())
     if not force and (hit := _cache_hit(output, role, key)):
+        # Glance properties are not image inputs: a changed min_ram rewrites the manifest only.
+        if hit.get("openstack") != (fresh := _openstack(hit, openstack)):
+            hit["openstack"] = fresh
+            _write_manifest(role_dir(output, role), hit)
         return Result(hit, cached=True, log=None)
 
     preflight.require_root()
@@ -116,16 +159,24 @@ def build_role(
         (work / "tmp").mkdir()
         env = dib.environment(build, mirrors, dib_cache_dir(role, build, mirrors), work / "tmp")
         dib.run(dib.command(role, build, stem), env, log, on_phase)
+        on_phase("assembling whole disk")
+        assembly_started = time.monotonic()
+        disk_bytes = _whole_disk(stem, build, work / "disk")
+        assembly_seconds = round(time.monotonic() - assembly_started, 1)
         on_phase("writing manifest")
         packages = imagefs.packages(stem.with_suffix(".raw"))
         final = work / role.value
         final.mkdir()
         artefacts = _collect(stem, final, role, build)
+        for kind in artefacts:
+            if kind.startswith("disk-"):
+                artefacts[kind]["virtual_bytes"] = disk_bytes
         manifest = {
             "role": role.value,
             "cache_key": key,
             "built_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
             "build_seconds": round(time.monotonic() - started, 1),
+            "disk_assembly_seconds": assembly_seconds,
             "diskimage_builder": dib.dib_version(),
             "elements": role_elements(role),
             "release": build.release,
@@ -134,7 +185,8 @@ def build_role(
             "artefacts": artefacts,
             "packages": packages,
         }
-        (final / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n")
+        manifest["openstack"] = _openstack(manifest, openstack)
+        _write_manifest(final, manifest)
         shutil.rmtree(work / "dib")
         publish_dir(final, role_dir(output, role))
         return Result(manifest, cached=False, log=log)
@@ -148,12 +200,13 @@ def build_roles(
     mirrors: Mirrors,
     output: Path,
     force: bool,
+    openstack: OpenStack,
     on_phase: Callable[[Role, str], None],
 ) -> dict[Role, Result]:
     """Build the roles in parallel (dib is mostly I/O and dpkg); the first failure is raised."""
     with ThreadPoolExecutor(max_workers=len(roles)) as pool:
         futures = {
-            role: pool.submit(build_role, role, build, mirrors, output, force, functools.partial(on_phase, role))
+            role: pool.submit(build_role, role, build, mirrors, output, force, openstack, functools.partial(on_phase, role))
             for role in roles
         }
         try:
@@ -161,3 +214,9 @@ def build_roles(
         except BaseException:
             dib.stop_all()
             raise
+
+
+def build_with_progress(roles: list[Role], cluster: Cluster, mirrors: Mirrors, output: Path, force: bool = False) -> dict[Role, Result]:
+    """build_roles with one live progress line per role (imgbuild build, imgbuild verify)."""
+    with ui.progress([r.value for r in roles]) as update:
+        return build_roles(roles, cluster.build, mirrors, output, force, cluster.openstack, lambda r, status: update(r.value, status))

@@ -31,7 +31,8 @@ def dib_version() -> str:
 
 
 def command(role: Role, build: Build, out_stem: Path) -> list[str]:
-    # raw is always made: the manifest reads its package list, and PXE serves its root.
+    # raw is always made: the manifest reads its package list and the whole disk is assembled
+    # from it. The PXE root (.squashfs) comes from imgbuild-common's cleanup hook.
     cmd = ["disk-image-create", "-a", "amd64", "-o", str(out_stem), "-t", "qcow2,raw", "--qemu-img-options", QEMU_IMG_OPTIONS]
     if build.image_size_gb:
         cmd += ["--image-size", f"{build.image_size_gb}"]

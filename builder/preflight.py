@@ -19,6 +19,17 @@ HOST_TOOLS = {
     "mkfs.ext4": "e2fsprogs",
     "losetup": "mount",
     "rsync": "rsync",
+    "mksquashfs": "squashfs-tools",
+    # the whole disk (builder/wholedisk.py)
+    "sfdisk": "fdisk",
+    "mkfs.vfat": "dosfstools",
+    "mcopy": "mtools",
+    "grub-mkimage": "grub-common",
+}
+# GRUB's platform files for the whole disk's two boot loaders.
+HOST_FILES = {
+    "/usr/lib/grub/i386-pc/boot.img": "grub-pc-bin",
+    "/usr/lib/grub/x86_64-efi/linux.mod": "grub-efi-amd64-bin",
 }
 MIN_FREE_GIB = 6
 
@@ -30,7 +41,8 @@ def tool_path() -> str:
 
 def require_tools(tools: dict[str, str]) -> None:
     path = tool_path() + os.pathsep + "/usr/sbin:/sbin"
-    missing = sorted({pkg for tool, pkg in tools.items() if shutil.which(tool, path=path) is None})
+    missing = {pkg for tool, pkg in tools.items() if shutil.which(tool, path=path) is None}
+    missing = sorted(missing | {pkg for file, pkg in HOST_FILES.items() if not Path(file).is_file()})
     if missing:
         raise UserError(f"missing host tools; install them with: apt-get install {' '.join(missing)}")
 

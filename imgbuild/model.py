@@ -147,6 +147,9 @@ class Build(Strict):
     kernel: Literal["cloud-amd64", "amd64"] = "cloud-amd64"
     image_size_gb: float | None = Field(None, gt=0.5, le=64, description="root filesystem size; fitted to the content when unset")
     formats: list[Literal["qcow2", "raw"]] = Field(["qcow2", "raw"], min_length=1)
+    disk_formats: list[Literal["qcow2", "raw"]] = Field(
+        ["qcow2"], min_length=1, description="whole-disk image (partitioned, BIOS and UEFI bootable) formats"
+    )
 
     @model_validator(mode="after")
     def _urls(self) -> Build:
@@ -154,6 +157,20 @@ class Build(Strict):
             if url is not None and not re.match(r"^(https?|file)://\S+$", url):
                 raise ValueError(f"mirror {url!r} is not an http(s):// or file:// URL")
         return self
+
+
+class OpenStack(Strict):
+    """Glance image properties for the whole-disk images."""
+
+    firmware: Literal["bios", "uefi"] = Field("bios", description="hw_firmware_type; the disk boots under both")
+    min_ram_mb: int = Field(512, ge=128)
+
+
+class Pxe(Strict):
+    """Where the PXE tree is served from; its URLs are written into the boot scripts."""
+
+    server: ipaddress.IPv4Address | None = Field(None, description="the highest free subnet address when unset")
+    http_port: int = Field(8080, ge=1, le=65535)
 
 
 class Cluster(Strict):
@@ -171,6 +188,8 @@ class Cluster(Strict):
     heartbeat: Heartbeat = Heartbeat()
     admin: Admin = Admin()
     build: Build = Build()
+    openstack: OpenStack = OpenStack()
+    pxe: Pxe = Pxe()
 
     @model_validator(mode="after")
     def _topology(self) -> Cluster:
@@ -195,6 +214,8 @@ class Cluster(Strict):
             raise ValueError("heartbeat needs exactly two loadbalancer nodes")
         if not self.by_role(Role.webserver):
             raise ValueError("the cluster needs at least one webserver node")
+        if self.pxe.server is not None and (self.pxe.server not in net.subnet or self.pxe.server in addresses):
+            raise ValueError(f"pxe.server {self.pxe.server} must be a free address of {net.subnet}")
         macs = [self.mac(n) for n in self.nodes]
         if len(set(macs)) != len(macs):
             raise ValueError("duplicate node mac")
@@ -215,6 +236,17 @@ class Cluster(Strict):
             return node.mac
         packed = node.address.packed
         return "52:54:" + ":".join(f"{b:02x}" for b in packed)
+
+    def free_address(self) -> ipaddress.IPv4Address:
+        """The highest host address of the subnet that no node, VIP or gateway uses."""
+        taken = {n.address for n in self.nodes} | {self.network.vip, self.network.gateway}
+        for address in reversed(list(self.network.subnet.hosts())):
+            if address not in taken:
+                return address
+        raise ConfigError(f"no free address left in {self.network.subnet}")
+
+    def pxe_server(self) -> ipaddress.IPv4Address:
+        return self.pxe.server or self.free_address()
 
     def fqdn(self, node: Node) -> str:
         return f"{node.name}.{self.network.domain}"

@@ -26,7 +26,7 @@ def raw(images, role):
 @pytest.mark.parametrize("role", ["loadbalancer", "webserver"])
 def test_manifest_describes_every_artefact(images, role):
     manifest = json.loads((images / role / "manifest.json").read_text())
-    assert set(manifest["artefacts"]) == {"qcow2", "raw", "kernel", "initrd"}
+    assert set(manifest["artefacts"]) == {"qcow2", "raw", "kernel", "initrd", "squashfs", "disk-qcow2"}
     for entry in manifest["artefacts"].values():
         path = images / role / entry["file"]
         assert path.stat().st_size == entry["bytes"]

@@ -1,0 +1,159 @@
+"""Assemble a firmware-bootable whole disk from a role's root filesystem, without dm, loop or mount.
+
+GPT with three partitions: a BIOS boot partition holding GRUB's i386-pc core image (SeaBIOS
+reaches it through boot.img in the protective MBR), an ESP holding GRUB's x86_64-efi image
+(OVMF finds it at the removable-media path), and the role's ext4 root last, so growpart can grow
+it to the disk at first boot. Both GRUB images carry the same embedded configuration; nothing
+is written into the root filesystem, which is copied in byte for byte.
+"""
+
+from __future__ import annotations
+
+import os
+import struct
+import subprocess
+from dataclasses import dataclass
+from pathlib import Path
+
+from imgbuild.builder.bootargs import ROOT_LABEL, disk_cmdline
+
+SECTOR = 512
+MIB = 1 << 20
+BIOS_BOOT_BYTES = 1 * MIB
+ESP_BYTES = 32 * MIB
+GRUB_DIR = Path("/usr/lib/grub")
+BIOS_MODULES = ["biosdisk", "part_gpt", "ext2", "search", "linux", "boot", "echo"]
+EFI_MODULES = ["part_gpt", "ext2", "fat", "search", "linux", "boot", "echo", "efi_gop"]
+GPT_TYPE = {
+    "bios": "21686148-6449-6E6F-744E-656564454649",
+    "esp": "C12A7328-F81F-11D2-BA4B-00A0C93EC93B",
+    "linux": "0FC63DAF-8483-4772-8E79-3D69D8477DE4",
+}
+# GRUB's boot.img: where it reads the LBA of core.img, and its boot drive check (a jmp that
+# grub-setup replaces with two nops for hard disks; some BIOSes pass a wrong drive number).
+BOOT_KERNEL_SECTOR = 0x5C
+BOOT_DRIVE_CHECK = 0x66
+MBR_CODE_BYTES = 440  # what follows is the disk signature and the (protective) partition table
+# diskboot.img, the first sector of core.img, ends with the blocklist of the rest: start LBA, sectors.
+BLOCKLIST = SECTOR - 12
+
+
+@dataclass(frozen=True)
+class Partition:
+    start: int  # bytes
+    size: int
+
+    @property
+    def lba(self) -> int:
+        return self.start // SECTOR
+
+
+@dataclass(frozen=True)
+class Layout:
+    bios: Partition
+    esp: Partition
+    root: Partition
+    disk_bytes: int
+
+
+def layout(root_bytes: int) -> Layout:
+    """MiB-aligned partitions, the root last; one spare MiB at the end for the backup GPT."""
+    bios = Partition(MIB, BIOS_BOOT_BYTES)
+    esp = Partition(bios.start + bios.size, ESP_BYTES)
+    root = Partition(esp.start + esp.size, -(-root_bytes // MIB) * MIB)
+    return Layout(bios, esp, root, root.start + root.size + MIB)
+
+
+def sfdisk_script(lay: Layout) -> str:
+    def line(part: Partition, kind: str, name: str) -> str:
+        return f"start={part.lba}, size={part.size // SECTOR}, type={GPT_TYPE[kind]}, name={name}\n"
+
+    return (
+        "label: gpt\nunit: sectors\n"
+        + line(lay.bios, "bios", "bios-boot")
+        + line(lay.esp, "esp", "esp")
+        + line(lay.root, "linux", ROOT_LABEL)
+    )
+
+
+def grub_config() -> str:
+    """The embedded configuration: find the root by its label and boot the image's own kernel."""
+    return (
+        f"search --no-floppy --label {ROOT_LABEL} --set root\n"
+        f"linux /vmlinuz {disk_cmdline()}\n"
+        "initrd /initrd.img\n"
+        "boot\n"
+    )
+
+
+def _run(*cmd: str) -> None:
+    subprocess.run(cmd, check=True, capture_output=True)
+
+
+def _grub_image(target: str, modules: list[str], config: Path, out: Path) -> None:
+    _run("grub-mkimage", "-O", target, "-d", str(GRUB_DIR / target), "-c", str(config), "-p", "/boot/grub", "-o", str(out), *modules)
+
+
+def _write_at(disk: Path, offset: int, data: bytes) -> None:
+    with disk.open("r+b") as f:
+        f.seek(offset)
+        f.write(data)
+
+
+def _copy_sparse(src: Path, disk: Path, offset: int) -> None:
+    """Copy src into disk at offset, data extents only: the root image is mostly holes."""
+    with src.open("rb") as s, disk.open("r+b") as d:
+        size = os.fstat(s.fileno()).st_size
+        pos = 0
+        while pos < size:
+            try:
+                pos = os.lseek(s.fileno(), pos, os.SEEK_DATA)
+            except OSError:  # ENXIO: only a hole is left
+                break
+            end = os.lseek(s.fileno(), pos, os.SEEK_HOLE)
+            while pos < end:
+                pos += os.copy_file_range(s.fileno(), d.fileno(), end - pos, pos, offset + pos)
+
+
+def _esp(efi_image: Path, out: Path) -> None:
+    _run("mkfs.vfat", "-C", "-n", "ESP", str(out), str(ESP_BYTES // 1024))
+    _run("mmd", "-i", str(out), "::/EFI", "::/EFI/BOOT")
+    _run("mcopy", "-i", str(out), str(efi_image), "::/EFI/BOOT/BOOTX64.EFI")
+
+
+def _bios_boot(core: bytes, lay: Layout) -> tuple[bytes, bytes]:
+    """boot.img for the MBR and core.img for the BIOS boot partition, pointed at each other."""
+    if len(core) > lay.bios.size:
+        raise RuntimeError(f"GRUB core image is {len(core)} bytes, larger than the BIOS boot partition")
+    core = bytearray(core)
+    sectors = -(-len(core) // SECTOR)
+    start, length = struct.unpack_from("<QH", core, BLOCKLIST)
+    assert length == sectors - 1, "grub-mkimage wrote an unexpected diskboot blocklist"
+    struct.pack_into("<Q", core, BLOCKLIST, lay.bios.lba + 1)
+    boot = bytearray((GRUB_DIR / "i386-pc" / "boot.img").read_bytes())
+    struct.pack_into("<Q", boot, BOOT_KERNEL_SECTOR, lay.bios.lba)
+    boot[BOOT_DRIVE_CHECK : BOOT_DRIVE_CHECK + 2] = b"\x90\x90"
+    return bytes(boot[:MBR_CODE_BYTES]), bytes(core)
+
+
+def assemble(root_fs: Path, disk: Path, work: Path) -> Layout:
+    """Write the whole disk (raw) for the ext4 root image root_fs; work holds intermediate files."""
+    lay = layout(root_fs.stat().st_size)
+    with disk.open("wb") as f:
+        f.truncate(lay.disk_bytes)
+    subprocess.run(["sfdisk", "--quiet", "--no-reread", "--no-tell-kernel", str(disk)],
+                   input=sfdisk_script(lay), text=True, check=True, capture_output=True)
+    _copy_sparse(root_fs, disk, lay.root.start)
+
+    config = work / "grub-embedded.cfg"
+    config.write_text(grub_config())
+    efi, core, esp = work / "BOOTX64.EFI", work / "core.img", work / "esp.img"
+    _grub_image("x86_64-efi", EFI_MODULES, config, efi)
+    _esp(efi, esp)
+    _copy_sparse(esp, disk, lay.esp.start)
+
+    _grub_image("i386-pc", BIOS_MODULES, config, core)
+    mbr_code, core_img = _bios_boot(core.read_bytes(), lay)
+    _write_at(disk, 0, mbr_code)
+    _write_at(disk, lay.bios.start, core_img)
+    return lay
