@@ -14,15 +14,18 @@ import subprocess
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal
 
 import paramiko
 from qemu.qmp.legacy import QEMUMonitorProtocol
 
+from imgbuild.builder.bootargs import disk_cmdline
 from imgbuild.errors import UserError
 from imgbuild.qemu.accel import Accel, qemu_args
 
 QEMU = "qemu-system-x86_64"
-KERNEL_CMDLINE = "root=LABEL=cloudimg-rootfs ro console=ttyS0,115200 net.ifnames=0 quiet"
+OVMF_CODE = Path("/usr/share/OVMF/OVMF_CODE_4M.fd")
+OVMF_VARS = Path("/usr/share/OVMF/OVMF_VARS_4M.fd")
 
 
 # cloud-init's final message, printed on the console when its last stage ends.
@@ -39,13 +42,20 @@ class NodeFailed(Exception):
 
 @dataclass(frozen=True)
 class BootSpec:
-    """What a node boots: its role image (never written), kernel, initrd and seed."""
+    """What a node boots and how.
 
-    image: Path
-    kernel: Path
-    initrd: Path
-    seed: Path
-    seed_kind: str = "cdrom"  # NoCloud and config drive are both ISO volumes
+    With a kernel: direct kernel boot, root on image (the role's filesystem). Without: the
+    firmware boots, from image (a whole disk) or, when there is no image, from the network.
+    Images are never written: the node runs on an overlay, disk_size bytes when set (a cloud
+    flavour's bigger disk).
+    """
+
+    image: Path | None
+    seed: Path | None = None
+    kernel: Path | None = None
+    initrd: Path | None = None
+    firmware: Literal["bios", "uefi"] = "bios"
+    disk_size: int | None = None
 
 
 class Machine:
@@ -68,6 +78,7 @@ class Machine:
         self.address, self.ssh_user, self.ssh_key = address, ssh_user, ssh_key
         self.console = workdir / f"{name}.console.log"
         self.overlay = workdir / f"{name}.qcow2"
+        self.efi_vars = workdir / f"{name}.efivars.fd"
         self.qmp_path = workdir / f"{name}.qmp"
         self.process: subprocess.Popen[bytes] | None = None
         self._ssh: paramiko.SSHClient | None = None
@@ -76,29 +87,45 @@ class Machine:
     # -- lifecycle ---------------------------------------------------------------------------
 
     def command(self) -> list[str]:
+        boot = self.boot
+        firmware = []
+        if boot.firmware == "uefi":
+            firmware = [
+                "-drive", f"if=pflash,format=raw,unit=0,readonly=on,file={OVMF_CODE}",
+                "-drive", f"if=pflash,format=raw,unit=1,file={self.efi_vars}",
+            ]  # fmt: skip
+        if boot.kernel:
+            firmware += ["-kernel", str(boot.kernel), "-initrd", str(boot.initrd), "-append", disk_cmdline()]
+        # Explicit devices in this order: the disk is vda and the first thing the firmware boots.
+        disks = []
+        if boot.image:
+            disks += ["-drive", f"file={self.overlay},if=none,id=disk0,format=qcow2,discard=unmap", "-device", "virtio-blk-pci,drive=disk0,bootindex=1"]
+        if boot.seed:
+            disks += ["-drive", f"file={boot.seed},if=none,id=seed0,format=raw,readonly=on", "-device", "virtio-blk-pci,drive=seed0"]
         net = ["-nic", "none"]
         if self.tap:
-            net = ["-netdev", f"tap,id=n0,ifname={self.tap},script=no,downscript=no", "-device", f"virtio-net-pci,netdev=n0,mac={self.mac}"]
+            pxe = "" if boot.image or boot.kernel else ",bootindex=1"
+            net = ["-netdev", f"tap,id=n0,ifname={self.tap},script=no,downscript=no", "-device", f"virtio-net-pci,netdev=n0,mac={self.mac}{pxe}"]
         return [
             QEMU, "-name", self.name, "-machine", "q35", *qemu_args(self.accel),
             "-m", str(self.memory_mb), "-smp", str(self.cpus),
             "-display", "none", "-monitor", "none", "-serial", f"file:{self.console}",
             "-qmp", f"unix:{self.qmp_path},server=on,wait=off",
-            "-kernel", str(self.boot.kernel), "-initrd", str(self.boot.initrd), "-append", KERNEL_CMDLINE,
-            "-drive", f"file={self.overlay},if=virtio,format=qcow2,discard=unmap",
-            "-drive", f"file={self.boot.seed},if=virtio,format=raw,readonly=on",
-            "-device", "virtio-rng-pci",
-            *net,
+            *firmware, *disks, "-device", "virtio-rng-pci", *net,
         ]  # fmt: skip
 
     def start(self) -> None:
         """Boot from a fresh overlay on the role image (the image itself stays untouched)."""
         self.workdir.mkdir(parents=True, exist_ok=True)
         self.overlay.unlink(missing_ok=True)
-        subprocess.run(
-            ["qemu-img", "create", "-q", "-f", "qcow2", "-F", "qcow2", "-b", str(self.boot.image.resolve()), str(self.overlay)],
-            check=True,
-        )
+        if self.boot.image:
+            size = [str(self.boot.disk_size)] if self.boot.disk_size else []
+            subprocess.run(
+                ["qemu-img", "create", "-q", "-f", "qcow2", "-F", "qcow2", "-b", str(self.boot.image.resolve()), str(self.overlay), *size],
+                check=True,
+            )
+        if self.boot.firmware == "uefi":
+            shutil.copyfile(OVMF_VARS, self.efi_vars)  # the firmware's writable NVRAM, one per node
         self.console.write_bytes(b"")
         self.started_at = time.monotonic()
         self.process = subprocess.Popen(self.command(), stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
@@ -128,6 +155,7 @@ class Machine:
     def cleanup(self) -> None:
         self.stop()
         self.overlay.unlink(missing_ok=True)
+        self.efi_vars.unlink(missing_ok=True)
         self.qmp_path.unlink(missing_ok=True)
 
     # -- QMP ---------------------------------------------------------------------------------

@@ -39,21 +39,12 @@ class RunningCluster:
         return [self.machines[n.name] for n in self.model.by_role(role)]
 
 
-def client_address(cluster: Cluster) -> IPv4Address:
-    """The highest free host address of the subnet: where the checks run from."""
-    taken = {n.address for n in cluster.nodes} | {cluster.network.vip, cluster.network.gateway}
-    for candidate in reversed(list(cluster.network.subnet.hosts())):
-        if candidate not in taken:
-            return candidate
-    raise ValueError("no free address left in the subnet for the test client")
-
-
 def boot_spec(node: Node, images: Path, seeds: Path, seed_name: str = NOCLOUD_ISO) -> BootSpec:
     return BootSpec(
         image=artefact(images, node.role, "qcow2"),
+        seed=seed_dir(seeds, node) / seed_name,
         kernel=artefact(images, node.role, "kernel"),
         initrd=artefact(images, node.role, "initrd"),
-        seed=seed_dir(seeds, node) / seed_name,
     )
 
 
@@ -88,7 +79,7 @@ def running(
 
     When keep(cluster) says so at the end, the namespace and the nodes are left running (see `remove_kept`).
     """
-    client = client_address(cluster)
+    client = cluster.free_address()  # where the checks run from
     name = f"{netns.PREFIX}{os.getpid()}"
     with ExitStack() as stack:
         segment = stack.enter_context(netns.segment(name, cluster.network.subnet, client))

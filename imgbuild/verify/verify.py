@@ -40,9 +40,7 @@ def prepare(cluster: Cluster, images: Path, seeds: Path) -> None:
     """Build what is missing or stale (a cache hit costs well under a second) and render the seeds."""
     b = cluster.build
     mirrors = mirror.resolve(b.release, b.mirror, b.security_mirror)
-    roles = list(Role)
-    with ui.progress([r.value for r in roles]) as update:
-        builder.build_roles(roles, b, mirrors, images, False, lambda r, status: update(r.value, status))
+    builder.build_with_progress(list(Role), cluster, mirrors, images)
     secrets = credentials.for_cluster(cluster)
     for node in cluster.nodes:
         seeds_mod.write_node_seed(cluster, node, secrets, seeds)

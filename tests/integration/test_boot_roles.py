@@ -32,7 +32,7 @@ def minimal_seed(path, role: Role) -> None:
 def boot_probe(images, tmp_path, role: Role) -> str:
     seed = tmp_path / f"{role.value}-seed.iso"
     minimal_seed(seed, role)
-    boot = BootSpec(artefact(images, role, "qcow2"), artefact(images, role, "kernel"), artefact(images, role, "initrd"), seed)
+    boot = BootSpec(artefact(images, role, "qcow2"), seed, artefact(images, role, "kernel"), artefact(images, role, "initrd"))
     machine = Machine(f"probe-{role.value}", boot, tmp_path, choose("auto")[0], memory_mb=512)
     machine.start()
     try:

@@ -9,7 +9,7 @@ from imgbuild.cloudinit.seeds import CONFIG_DRIVE_ISO, seed_dir
 from imgbuild.qemu import netns
 from imgbuild.qemu.accel import choose
 from imgbuild.qemu.machine import Machine
-from imgbuild.verify.cluster import boot_spec, client_address
+from imgbuild.verify.cluster import boot_spec
 
 pytestmark = pytest.mark.slow
 
@@ -21,7 +21,7 @@ def test_config_drive_boot_and_schema(images, seeds, test_env, tmp_path, monkeyp
     node = cluster.node("webserver1")
     key, _ = state.admin_key(cluster.name)
     spec = boot_spec(node, images, seeds, CONFIG_DRIVE_ISO)
-    with netns.segment(f"{netns.PREFIX}cd-{tmp_path.name[-6:]}", cluster.network.subnet, client_address(cluster)) as seg, netns.entered(seg.name):
+    with netns.segment(f"{netns.PREFIX}cd-{tmp_path.name[-6:]}", cluster.network.subnet, cluster.free_address()) as seg, netns.entered(seg.name):
         machine = Machine(node.name, spec, tmp_path, choose("auto")[0], mac=cluster.mac(node), tap=seg.add_tap("tap0"),
                           address=str(node.address), ssh_user=cluster.admin.user, ssh_key=key)  # fmt: skip
         machine.start()
@@ -49,7 +49,7 @@ def test_images_hold_no_secret(images, seeds, test_env, monkeypatch):
     needles = [state.authkeys_secret(cluster.name).encode(), public.split()[1].encode(), private_body.encode()]
     for role in ("loadbalancer", "webserver"):
         for path in (images / role).iterdir():
-            if path.suffix in (".raw", ".initrd", ".vmlinuz"):
+            if path.suffix in (".raw", ".initrd", ".vmlinuz"):  # the squashfs and disks are made from the raw tree
                 tail = b""
                 with path.open("rb") as f:
                     while chunk := f.read(16 << 20):
