@@ -15,6 +15,7 @@ from imgbuild.publish import publish_dir
 
 NOCLOUD_ISO = "nocloud.iso"
 CONFIG_DRIVE_ISO = "config-drive.iso"
+NOCLOUD_FILES = ("user-data", "meta-data", "network-config")  # also served as the network seed
 
 
 def config_drive_files(cluster: Cluster, node: Node, data: NodeData) -> dict[str, bytes]:
@@ -51,11 +52,8 @@ def config_drive_files(cluster: Cluster, node: Node, data: NodeData) -> dict[str
 
 
 def nocloud_files(data: NodeData) -> dict[str, bytes]:
-    return {
-        "user-data": data.user_data.encode(),
-        "meta-data": data.meta_data.encode(),
-        "network-config": data.network_config.encode(),
-    }
+    contents = (data.user_data, data.meta_data, data.network_config)
+    return {name: text.encode() for name, text in zip(NOCLOUD_FILES, contents, strict=True)}
 
 
 def seed_dir(seeds: Path, node: Node) -> Path:

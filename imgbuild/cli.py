@@ -70,8 +70,7 @@ def build(
     roles = parse_roles(role)
     b = cluster.build
     mirrors = mirrors_mod.resolve(b.release, mirror or b.mirror, security_mirror or b.security_mirror)
-    with ui.progress([r.value for r in roles]) as update:
-        results = builder.build_roles(roles, b, mirrors, output, force, lambda r, status: update(r.value, status))
+    results = builder.build_with_progress(roles, cluster, mirrors, output, force)
     for r, result in results.items():
         how = "unchanged, cached" if result.cached else f"built in {result.manifest['build_seconds']} s, log {result.log}"
         ui.err.print(f"[green]✓[/] {r.value}: {builder.role_dir(output, r)}/ ({how})", soft_wrap=True)
@@ -134,6 +133,60 @@ def render(
 
 @app.command()
 @user_errors
+def pxe(
+    config: ConfigOpt = None,
+    output: OutputOpt = DEFAULT_OUTPUT,
+    seeds: SeedsOpt = DEFAULT_SEEDS,
+    tree: Annotated[Path, typer.Option("--tree", help="where the PXE tree is written")] = Path("pxe"),
+    serve: Annotated[bool, typer.Option("--serve", help="then serve it over HTTP until Ctrl-C")] = False,
+    interface: Annotated[Optional[str], typer.Option(help="with --serve: also answer DHCP and TFTP on this interface (dnsmasq)")] = None,
+    json_out: JsonOpt = False,
+) -> None:
+    """Write the PXE tree (kernels, initrds, squashfs roots, iPXE and pxelinux configs, network seeds)."""
+    from imgbuild.builder import pxe as pxe_mod
+    from imgbuild.cloudinit import credentials, seeds as seeds_mod
+
+    cluster = model.load(config)
+    secrets = credentials.for_cluster(cluster)
+    for n in cluster.nodes:
+        seeds_mod.write_node_seed(cluster, n, secrets, seeds)
+    written = pxe_mod.write_tree(cluster, output, seeds, tree)
+    ui.err.print(f"[green]✓[/] PXE tree {tree}/ for {written['url']}/boot.ipxe", soft_wrap=True)
+    if json_out:
+        ui.emit_json(written)
+    if serve:
+        from imgbuild import pxeserve
+
+        with pxeserve.serving(cluster, tree, interface) as url:
+            ui.err.print(f"serving {tree}/ at {url}/" + (f", DHCP and TFTP on {interface}" if interface else "") + "; Ctrl-C stops")
+            signal.pause()
+
+
+@app.command("openstack-args")
+@user_errors
+def openstack_args(
+    role: Annotated[str, typer.Option("--role", "-r", help="loadbalancer or webserver")],
+    output: OutputOpt = DEFAULT_OUTPUT,
+    json_out: JsonOpt = False,
+) -> None:
+    """Print the `openstack image create` command for a role's whole-disk image."""
+    from imgbuild.builder import build as builder
+    from imgbuild.builder import openstack
+
+    (r,) = parse_roles([role])
+    manifest = builder.read_manifest(output, r)
+    if manifest is None or "openstack" not in manifest:
+        raise UserError(f"no whole-disk image for {r.value} in {output}; run `imgbuild build --role {r.value} --output {output}`")
+    glance = manifest["openstack"]
+    file = str(builder.role_dir(output, r) / glance["file"])
+    if json_out:
+        ui.emit_json({"args": openstack.image_create_args(glance["name"], file, glance), **glance})
+    else:
+        print(openstack.image_create_line(glance["name"], file, glance))
+
+
+@app.command()
+@user_errors
 def verify(
     config: ConfigOpt = None,
     output: OutputOpt = DEFAULT_OUTPUT,
@@ -180,7 +233,9 @@ def parse_roles(names: Optional[list[str]]) -> list[model.Role]:
 
 
 def main() -> None:
-    # A TERM (CI timeout, kill) unwinds like Ctrl-C, so no VM, namespace or mount is left behind.
-    signal.signal(signal.SIGTERM, lambda *_: sys.exit(128 + signal.SIGTERM))
+    # A TERM (CI timeout, kill) or HUP (closed terminal) unwinds like Ctrl-C, so no VM, namespace,
+    # mount or orphaned diskimage-builder is left behind.
+    for sig in (signal.SIGTERM, signal.SIGHUP):
+        signal.signal(sig, lambda signum, _: sys.exit(128 + signum))
     signal.signal(signal.SIGINT, signal.default_int_handler)  # even when started with SIGINT ignored
     app()

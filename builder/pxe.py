@@ -1,0 +1,147 @@
+"""The PXE tree: role kernels, initrds and squashfs roots, per-node boot scripts and network seeds.
+
+Served as it is by any TFTP/HTTP server (or `imgbuild pxe --serve`):
+
+    boot.ipxe                      iPXE entry: picks the node's script by its MAC
+    ipxe/<node>.ipxe               kernel, initrd and arguments of one node
+    pxelinux.cfg/01-<mac>          the same for pxelinux (TFTP)
+    <role>/vmlinuz, initrd, root.squashfs
+    seeds/<node>/meta-data, user-data, vendor-data, network-config   (NoCloud network seed)
+    undionly.kpxe, ipxe.efi, pxelinux.0, ldlinux.c32    chain loaders, when the host has them
+
+The node fetches its root into RAM (elements/imgbuild-common, scripts/http) and its identity
+from its seed; its address comes from the kernel's ip= argument, which cloud-init adopts.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+from pathlib import Path
+
+from imgbuild.builder.bootargs import pxe_cmdline
+from imgbuild.builder.build import artefact
+from imgbuild.cloudinit.seeds import NOCLOUD_FILES, seed_dir
+from imgbuild.errors import UserError
+from imgbuild.model import Cluster, Node
+from imgbuild.publish import publish_dir
+
+ROLE_FILES = {"kernel": "vmlinuz", "initrd": "initrd", "squashfs": "root.squashfs"}
+# Chain loaders for firmware whose PXE ROM is not iPXE (Debian packages ipxe, pxelinux, syslinux-common).
+LOADERS = {
+    "undionly.kpxe": Path("/usr/lib/ipxe/undionly.kpxe"),
+    "ipxe.efi": Path("/usr/lib/ipxe/ipxe.efi"),
+    "pxelinux.0": Path("/usr/lib/PXELINUX/pxelinux.0"),
+    "ldlinux.c32": Path("/usr/lib/syslinux/modules/bios/ldlinux.c32"),
+}
+
+
+def base_url(cluster: Cluster) -> str:
+    return f"http://{cluster.pxe_server()}:{cluster.pxe.http_port}"
+
+
+def ip_arg(cluster: Cluster, node: Node) -> str:
+    """The kernel's ip= (klibc ipconfig): static, so the node has its own address from the first packet."""
+    net = cluster.network
+    gateway = net.gateway or ""
+    return f"{node.address}::{gateway}:{net.subnet.netmask}:{node.name}:{net.interface}:off"
+
+
+def node_cmdline(cluster: Cluster, node: Node) -> str:
+    url = base_url(cluster)
+    return pxe_cmdline(f"{url}/{node.role.value}/{ROLE_FILES['squashfs']}", f"{url}/seeds/{node.name}/", ip_arg(cluster, node))
+
+
+def ipxe_script(cluster: Cluster, node: Node) -> str:
+    url = f"{base_url(cluster)}/{node.role.value}"
+    # initrd=initrd names the image for the EFI stub; BIOS kernels ignore it.
+    return (
+        "#!ipxe\n"
+        f"kernel {url}/{ROLE_FILES['kernel']} initrd=initrd {node_cmdline(cluster, node)}\n"
+        f"initrd --name initrd {url}/{ROLE_FILES['initrd']}\n"
+        "boot\n"
+    )
+
+
+def ipxe_menu(cluster: Cluster) -> str:
+    lines = ["#!ipxe", "# Boot the node whose MAC this is; anything else stops here."]
+    for node in cluster.nodes:
+        lines.append(f"iseq ${{net0/mac}} {cluster.mac(node)} && chain --autofree ipxe/{node.name}.ipxe ||")
+    lines.append("echo ${net0/mac} is not a node of this cluster")
+    lines.append("exit 1")
+    return "\n".join(lines) + "\n"
+
+
+def pxelinux_config(cluster: Cluster, node: Node) -> str:
+    role = node.role.value
+    return (
+        f"DEFAULT {node.name}\n"
+        f"LABEL {node.name}\n"
+        f"  KERNEL {role}/{ROLE_FILES['kernel']}\n"
+        f"  INITRD {role}/{ROLE_FILES['initrd']}\n"
+        f"  APPEND {node_cmdline(cluster, node)}\n"
+    )
+
+
+def pxelinux_name(cluster: Cluster, node: Node) -> str:
+    return "01-" + cluster.mac(node).replace(":", "-")
+
+
+def _place(src: Path, dest: Path) -> None:
+    """Hard link when on the same filesystem (the tree costs no space), copy otherwise."""
+    try:
+        os.link(src, dest)
+    except OSError:
+        shutil.copy2(src, dest)
+
+
+def _write(path: Path, text: str | bytes, mode: int = 0o644) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode)
+    with os.fdopen(fd, "wb") as f:
+        f.write(text.encode() if isinstance(text, str) else text)
+
+
+def write_tree(cluster: Cluster, images: Path, seeds: Path, out: Path) -> dict:
+    """Write the tree to out (published atomically); what it holds, for --json."""
+    roles = sorted({n.role for n in cluster.nodes}, key=lambda r: r.value)
+    for role in roles:
+        for kind in ROLE_FILES:
+            if not artefact(images, role, kind).is_file():
+                raise UserError(f"{artefact(images, role, kind)} is missing; run `imgbuild build --output {images}` first")
+    for node in cluster.nodes:
+        if not (seed_dir(seeds, node) / "user-data").is_file():
+            raise UserError(f"no seed for {node.name} in {seeds}; run `imgbuild seed --seeds {seeds}` first")
+
+    out.parent.mkdir(parents=True, exist_ok=True)
+    work = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
+    try:
+        # Readable by dnsmasq's unprivileged TFTP, except the seeds: they hold the cluster's secrets.
+        os.chmod(work, 0o755)
+        (work / "seeds").mkdir(mode=0o700)
+        for role in roles:
+            (work / role.value).mkdir()
+            for kind, name in ROLE_FILES.items():
+                _place(artefact(images, role, kind), work / role.value / name)
+        for node in cluster.nodes:
+            for name in NOCLOUD_FILES:
+                _write(work / "seeds" / node.name / name, (seed_dir(seeds, node) / name).read_bytes(), 0o600)
+            # cloud-init asks for it too, and retries ten times on a 404.
+            _write(work / "seeds" / node.name / "vendor-data", "", 0o600)
+            _write(work / "ipxe" / f"{node.name}.ipxe", ipxe_script(cluster, node))
+            _write(work / "pxelinux.cfg" / pxelinux_name(cluster, node), pxelinux_config(cluster, node))
+        _write(work / "boot.ipxe", ipxe_menu(cluster))
+        loaders = [name for name, src in LOADERS.items() if src.is_file()]
+        for name in loaders:
+            shutil.copy2(LOADERS[name], work / name)
+        publish_dir(work, out)
+    except BaseException:
+        shutil.rmtree(work, ignore_errors=True)
+        raise
+    return {
+        "tree": str(out),
+        "url": base_url(cluster),
+        "nodes": {n.name: {"mac": cluster.mac(n), "cmdline": node_cmdline(cluster, n)} for n in cluster.nodes},
+        "loaders": loaders,
+    }
