@@ -7,9 +7,13 @@ cd "$(dirname "$0")/.."
 packages=(
     python3 python3-venv python3-pip        # imgbuild itself
     debootstrap sudo rsync e2fsprogs mount  # diskimage-builder
+    squashfs-tools                          # the PXE root
     qemu-utils qemu-system-x86              # image conversion, booting nodes
     iproute2 openssh-client procps          # verify: namespaces, bridge, ssh
-    ovmf dosfstools fdisk                   # whole-disk images (UEFI, ESP, partition table)
+    ovmf dosfstools fdisk mtools            # whole-disk images (UEFI, ESP, partition table)
+    grub-pc-bin grub-efi-amd64-bin          # their boot loaders (images only; the host's stays)
+    dnsmasq-base                            # imgbuild pxe --serve: DHCP and TFTP
+    ipxe pxelinux syslinux-common           # chain loaders copied into the PXE tree
 )
 missing=()
 for p in "${packages[@]}"; do

@@ -1,0 +1,161 @@
+"""Deployment artefacts booted the way deployments boot them: firmware from the whole disk, PXE from the network."""
+
+from __future__ import annotations
+
+import json
+import shlex
+import signal
+import subprocess
+import time
+import urllib.request
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import pytest
+
+from conftest import IMGBUILD, REPO, run_imgbuild
+from imgbuild import model, state
+from imgbuild.builder.build import artefact, read_manifest
+from imgbuild.cloudinit.seeds import CONFIG_DRIVE_ISO, seed_dir
+from imgbuild.model import Role
+from imgbuild.qemu import netns
+from imgbuild.qemu.accel import choose
+from imgbuild.qemu.machine import BootSpec, Machine
+
+pytestmark = pytest.mark.slow
+GIB = 1 << 30
+CLUSTER = model.Cluster()
+
+
+@pytest.fixture(scope="module")
+def figures(work: Path):
+    """Boot-to-ready figures of this module, merged into <work>/deploy-figures.json for bench/run.py deploy."""
+    found: dict[str, dict[str, float]] = {}
+    yield found
+    path = work / "deploy-figures.json"
+    old = json.loads(path.read_text()) if path.exists() else {}
+    path.write_text(json.dumps(old | found, indent=2) + "\n")
+
+
+def test_manifest_lists_whole_disk_for_openstack(images, test_env):
+    for role in Role:
+        manifest = read_manifest(images, role)
+        disk = manifest["artefacts"]["disk-qcow2"]
+        glance = manifest["openstack"]
+        assert glance["file"] == disk["file"] and glance["disk_format"] == "qcow2" and glance["container_format"] == "bare"
+        assert glance["min_disk"] * GIB >= disk["virtual_bytes"] and glance["min_ram"] == 512
+        assert glance["properties"]["os_distro"] == "debian" and glance["properties"]["os_version"] == "12"
+        info = json.loads(subprocess.run(["qemu-img", "info", "--output=json", str(images / role.value / disk["file"])],
+                                         capture_output=True, text=True, check=True).stdout)  # fmt: skip
+        assert info["virtual-size"] == disk["virtual_bytes"]
+        result = run_imgbuild("openstack-args", "--role", role.value, "--output", str(images), env=test_env)
+        assert result.returncode == 0, result.stderr
+        args = shlex.split(result.stdout)
+        assert args[:3] == ["openstack", "image", "create"] and args[-1] == f"imgbuild-{role.value}"
+        assert Path(args[args.index("--file") + 1]).is_file()
+        assert f"hw_firmware_type={glance['properties']['hw_firmware_type']}" in args
+
+
+def _firmware_boot(images: Path, seeds: Path, seg: netns.Segment, workdir: Path, firmware: str, name: str) -> dict:
+    node = CLUSTER.node(name)
+    manifest = read_manifest(images, node.role)
+    size = manifest["artefacts"]["disk-qcow2"]["virtual_bytes"] + GIB  # a flavour's disk, bigger than the image
+    spec = BootSpec(artefact(images, node.role, "disk-qcow2"), seed_dir(seeds, node) / CONFIG_DRIVE_ISO, firmware=firmware, disk_size=size)
+    key, _ = state.admin_key(CLUSTER.name)
+    machine = Machine(f"{firmware}-{name}", spec, workdir, choose("auto")[0], memory_mb=512, mac=CLUSTER.mac(node),
+                      tap=seg.add_tap(f"tap-{firmware[0]}{name[-1]}{name[0]}"), address=str(node.address),
+                      ssh_user=CLUSTER.admin.user, ssh_key=key)  # fmt: skip
+    machine.start()
+    try:
+        seconds = machine.wait_until_ready(timeout=500)
+        return {
+            "seconds": seconds,
+            "hostname": machine.succeed("hostname").strip(),
+            "address": machine.succeed("ip -4 -o addr show dev eth0"),
+            "efi": machine.execute("test -d /sys/firmware/efi")[0] == 0,
+            "disk": int(machine.succeed("blockdev --getsize64 /dev/vda")),
+            "partition": int(machine.succeed("blockdev --getsize64 /dev/vda3")),
+            "root": int(machine.succeed("df -B1 --output=size / | tail -1")),
+            "root_source": machine.succeed("findmnt -no SOURCE /").strip(),
+            "cloud_init": machine.succeed("cloud-init status --long"),
+            "datasource": machine.succeed("cat /run/cloud-init/result.json"),
+            "expected_size": size,
+        }
+    finally:
+        machine.cleanup()
+
+
+@pytest.mark.parametrize("firmware", ["bios", "uefi"])
+def test_whole_disk_boots_under_firmware(images, seeds, test_env, tmp_path, monkeypatch, figures, firmware):
+    """Both roles' whole disks boot under SeaBIOS / OVMF with their config drive; root fills the bigger disk."""
+    monkeypatch.setenv("IMGBUILD_STATE", test_env["IMGBUILD_STATE"])
+    with netns.segment(f"{netns.PREFIX}fw-{tmp_path.name[-6:]}", CLUSTER.network.subnet, CLUSTER.free_address()) as seg, netns.entered(seg.name):
+        with ThreadPoolExecutor(2) as pool:
+            results = dict(zip(["loadb1", "webserver1"], pool.map(
+                lambda n: _firmware_boot(images, seeds, seg, tmp_path, firmware, n), ["loadb1", "webserver1"])))  # fmt: skip
+    for name, got in results.items():
+        node = CLUSTER.node(name)
+        assert got["hostname"] == name
+        assert f"{node.address}/24" in got["address"]
+        assert got["efi"] == (firmware == "uefi")
+        assert got["disk"] == got["expected_size"]
+        assert got["root_source"] == "/dev/vda3"
+        assert got["partition"] > got["disk"] - 64 * (1 << 20), f"root partition {got['partition']} does not fill the disk"
+        # df leaves out ext4's own metadata (inode tables, journal): about 10 % here.
+        assert got["root"] > 0.85 * got["partition"], f"root filesystem {got['root']} was not grown to its partition"
+        assert "status: done" in got["cloud_init"] and "ConfigDrive" in got["datasource"]
+        figures.setdefault(f"{firmware}_boot_to_ready_s", {})[name] = round(got["seconds"], 1)
+
+
+@pytest.fixture
+def pxe_server(images, seeds, test_env, tmp_path):
+    """A namespace with the cluster segment and `imgbuild pxe --serve` (HTTP, DHCP, TFTP) on it."""
+    tree = tmp_path / "pxe"
+    name = f"{netns.PREFIX}px-{tmp_path.name[-6:]}"
+    with netns.segment(name, CLUSTER.network.subnet, CLUSTER.free_address()) as seg, netns.entered(seg.name):
+        log = (tmp_path / "serve.log").open("w")
+        server = subprocess.Popen(
+            [*IMGBUILD, "pxe", "--output", str(images), "--seeds", str(seeds), "--tree", str(tree), "--serve", "--interface", netns.BRIDGE],
+            env=test_env, cwd=REPO, stdout=log, stderr=subprocess.STDOUT,
+        )  # fmt: skip
+        try:
+            deadline = time.monotonic() + 120
+            while "serving" not in (tmp_path / "serve.log").read_text():
+                assert server.poll() is None and time.monotonic() < deadline, (tmp_path / "serve.log").read_text()
+                time.sleep(0.5)
+            yield seg, tree
+        finally:
+            server.send_signal(signal.SIGTERM)
+            server.wait(timeout=30)
+            log.close()
+            print((tmp_path / "serve.log").read_text()[-3000:])
+
+
+def test_pxe_boot_from_served_tree(pxe_server, test_env, tmp_path, monkeypatch, figures):
+    """A diskless node with no kernel argument and no local seed boots by PXE and comes up as webserver2."""
+    monkeypatch.setenv("IMGBUILD_STATE", test_env["IMGBUILD_STATE"])
+    seg, tree = pxe_server
+    node = CLUSTER.node("webserver2")
+    assert (tree / "ipxe" / "webserver2.ipxe").is_file() and (tree / "pxelinux.cfg" / "01-52-54-c0-a8-00-66").is_file()
+    assert (tree / "seeds").stat().st_mode & 0o077 == 0
+    with urllib.request.urlopen(f"http://{CLUSTER.pxe_server()}:{CLUSTER.pxe.http_port}/boot.ipxe", timeout=10) as reply:
+        assert reply.read().startswith(b"#!ipxe")
+    key, _ = state.admin_key(CLUSTER.name)
+    machine = Machine("pxe-webserver2", BootSpec(image=None), tmp_path, choose("auto")[0], memory_mb=1024,
+                      mac=CLUSTER.mac(node), tap=seg.add_tap("tap-pxe"), address=str(node.address),
+                      ssh_user=CLUSTER.admin.user, ssh_key=key)  # fmt: skip
+    machine.start()
+    try:
+        figures["pxe_boot_to_ready_s"] = {"webserver2": round(machine.wait_until_ready(timeout=500), 1)}
+        assert machine.succeed("hostname").strip() == "webserver2"
+        assert f"{node.address}/24" in machine.succeed("ip -4 -o addr show dev eth0")
+        assert machine.succeed("findmnt -no FSTYPE /").strip() == "overlay"
+        assert "boot=http" in machine.succeed("cat /proc/cmdline")
+        assert "status: done" in machine.succeed("cloud-init status --long")
+        assert "NoCloud" in machine.succeed("cat /run/cloud-init/result.json")
+        machine.wait_for_unit("apache2")
+        assert "Test Page" in machine.succeed("python3 -c \"import urllib.request as u; print(u.urlopen('http://127.0.0.1/ldirector.html').read().decode())\"")
+        assert "192.168.0.105/32" in machine.succeed("ip -4 -o addr show dev lo")
+        assert machine.succeed("systemctl list-units --failed --no-legend").strip() == ""
+    finally:
+        machine.cleanup()
