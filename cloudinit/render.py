@@ -66,6 +66,8 @@ def node_files(cluster: Cluster, node: Node, secrets: Secrets) -> list[dict]:
             {"path": "/etc/ha.d/ha.cf", "mode": "0644", "content": render("ha.cf.j2")},
             {"path": "/etc/ha.d/haresources", "mode": "0644", "content": render("haresources.j2")},
             {"path": "/etc/ha.d/ldirectord.cf", "mode": "0644", "content": render("ldirectord.cf.j2")},
+            # The table ldirectord would build, loaded by LVSDirector before ldirectord starts.
+            {"path": "/etc/ha.d/ipvs.rules", "mode": "0644", "content": render("ipvs.rules.j2")},
             {"path": "/etc/ha.d/authkeys", "mode": "0600", "content": render("authkeys.j2", secret=secrets.authkeys)},
             {"path": "/etc/default/lvs-sync", "mode": "0644", "content": render("lvs-sync.j2")},
         ]

@@ -107,7 +107,9 @@ def test_ipvs_table(cluster):
 def test_ha_messages_reach_the_journal(cluster):
     """logfacility/logfile local0: heartbeat and ldirectord messages are kept on the node."""
     active = active_balancer(cluster)
-    assert "Added real server" in active.succeed("journalctl -b --no-pager -t ldirectord")
+    # LVSDirector loads the table first, so ldirectord's start adopts ("Changed") the virtual server.
+    vip = f"{cluster.model.network.vip}:{cluster.model.balancer.port}"
+    assert re.search(rf"(Added|Changed) virtual server: {re.escape(vip)}", active.succeed("journalctl -b --no-pager -t ldirectord"))
     for machine in cluster.role(Role.loadbalancer):
         assert "Configuration validated" in machine.succeed("journalctl -b --no-pager -t heartbeat; cat /var/log/ha-log")
 

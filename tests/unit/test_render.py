@@ -37,8 +37,11 @@ def test_golden(node):
 
 def test_seed_values_in_balancer_files():
     files = {f["path"]: f for f in render.node_files(CLUSTER, CLUSTER.node("loadb1"), SECRETS)}
-    assert files["/etc/ha.d/haresources"]["content"].strip() == (
-        "loadb1 ldirectord::ldirectord.cf LVSSyncDaemonSwap::master IPaddr2::192.168.0.105/24/eth0/192.168.0.255"
+    assert files["/etc/ha.d/haresources"]["content"].strip() == "loadb1 LVSDirector::192.168.0.105/24/eth0/192.168.0.255::ldirectord.cf"
+    assert files["/etc/ha.d/ipvs.rules"]["content"] == (
+        "-A -t 192.168.0.105:80 -s rr\n"
+        "-a -t 192.168.0.105:80 -r 192.168.0.101:80 -g -w 1\n"
+        "-a -t 192.168.0.105:80 -r 192.168.0.102:80 -g -w 1\n"
     )
     ha = files["/etc/ha.d/ha.cf"]["content"]
     for line in ("logfacility local0", "bcast eth0", "auto_failback off", "node loadb1", "node loadb2",
