@@ -21,7 +21,7 @@ def role_elements(role: Role) -> list[str]:
 
 
 def element_files(role: Role) -> list[Path]:
-    """Every file of our elements that a role image is made from, for the cache key."""
+    """Every file of our elements that a role image is made from, for the cache key (docs are not)."""
     root = elements_dir()
     wanted = {f"imgbuild-{role.value}"}
     pending = list(wanted)
@@ -32,4 +32,7 @@ def element_files(role: Role) -> list[Path]:
                 if (root / dep).is_dir() and dep not in wanted:
                     wanted.add(dep)
                     pending.append(dep)
-    return sorted(p for name in wanted for p in (root / name).rglob("*") if p.is_file() and "__pycache__" not in p.parts)
+    return sorted(
+        p for name in wanted for p in (root / name).rglob("*")
+        if p.is_file() and "__pycache__" not in p.parts and p.name != "README.rst"
+    )  # fmt: skip

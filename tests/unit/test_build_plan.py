@@ -52,6 +52,8 @@ def test_cache_key_tracks_inputs(tmp_path, monkeypatch):
     monkeypatch.setattr(elements, "elements_dir", lambda: copy)
     monkeypatch.setattr(cache, "elements_dir", lambda: copy)
     assert cache.image_key(Role.loadbalancer, Build(), MIRRORS, "3.43.0") == base
+    (copy / "imgbuild-common" / "README.rst").write_text("docs only\n", encoding="utf-8")
+    assert cache.image_key(Role.loadbalancer, Build(), MIRRORS, "3.43.0") == base, "a doc edit must not rebuild"
     (copy / "imgbuild-common" / "package-installs.yaml").write_text("vim:\n", encoding="utf-8")
     assert cache.image_key(Role.loadbalancer, Build(), MIRRORS, "3.43.0") != base
 
