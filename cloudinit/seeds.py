@@ -8,6 +8,7 @@ import shutil
 import tempfile
 from pathlib import Path
 
+from imgbuild.cloudinit.credentials import for_cluster
 from imgbuild.cloudinit.render import NodeData, Secrets, instance_id, render_node
 from imgbuild.cloudinit.seedfs import write_iso
 from imgbuild.model import Cluster, Node
@@ -80,3 +81,9 @@ def write_node_seed(cluster: Cluster, node: Node, secrets: Secrets, seeds: Path)
     except BaseException:
         shutil.rmtree(work, ignore_errors=True)
         raise
+
+
+def write_seeds(cluster: Cluster, seeds: Path, nodes: list[Node] | None = None) -> dict[str, Path]:
+    """Every (or the given) node's seed, rendered with the cluster's secrets."""
+    secrets = for_cluster(cluster)
+    return {node.name: write_node_seed(cluster, node, secrets, seeds) for node in nodes or cluster.nodes}

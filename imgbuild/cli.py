@@ -97,12 +97,10 @@ def seed(
     nodes = [cluster.node(n) for n in node] if node else cluster.nodes
     for warning in credentials.warnings(cluster):
         ui.err.print(f"[yellow]warning:[/] {warning}")
-    secrets = credentials.for_cluster(cluster)
     written = {}
-    for n in nodes:
-        path = seeds_mod.write_node_seed(cluster, n, secrets, seeds)
-        written[n.name] = {"dir": str(path), "files": sorted(p.name for p in path.iterdir())}
-        ui.err.print(f"[green]✓[/] {n.name}: {path}/", soft_wrap=True)
+    for name, path in seeds_mod.write_seeds(cluster, seeds, nodes).items():
+        written[name] = {"dir": str(path), "files": sorted(p.name for p in path.iterdir())}
+        ui.err.print(f"[green]✓[/] {name}: {path}/", soft_wrap=True)
     if json_out:
         ui.emit_json(written)
 
@@ -144,12 +142,10 @@ def pxe(
 ) -> None:
     """Write the PXE tree (kernels, initrds, squashfs roots, iPXE and pxelinux configs, network seeds)."""
     from imgbuild.builder import pxe as pxe_mod
-    from imgbuild.cloudinit import credentials, seeds as seeds_mod
+    from imgbuild.cloudinit import seeds as seeds_mod
 
     cluster = model.load(config)
-    secrets = credentials.for_cluster(cluster)
-    for n in cluster.nodes:
-        seeds_mod.write_node_seed(cluster, n, secrets, seeds)
+    seeds_mod.write_seeds(cluster, seeds)
     written = pxe_mod.write_tree(cluster, output, seeds, tree)
     ui.err.print(f"[green]✓[/] PXE tree {tree}/ for {written['url']}/boot.ipxe", soft_wrap=True)
     if json_out:

@@ -13,7 +13,7 @@ from rich.table import Table
 from imgbuild import state, ui
 from imgbuild.builder import build as builder
 from imgbuild.builder import mirror
-from imgbuild.cloudinit import credentials, seeds as seeds_mod
+from imgbuild.cloudinit import seeds as seeds_mod
 from imgbuild.errors import UserError
 from imgbuild.model import Cluster, Role
 from imgbuild.qemu import accel as accel_mod
@@ -41,9 +41,7 @@ def prepare(cluster: Cluster, images: Path, seeds: Path) -> None:
     b = cluster.build
     mirrors = mirror.resolve(b.release, b.mirror, b.security_mirror)
     builder.build_with_progress(list(Role), cluster, mirrors, images)
-    secrets = credentials.for_cluster(cluster)
-    for node in cluster.nodes:
-        seeds_mod.write_node_seed(cluster, node, secrets, seeds)
+    seeds_mod.write_seeds(cluster, seeds)
 
 
 def summary(report: dict[str, Any]) -> Table:
