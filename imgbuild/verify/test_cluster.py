@@ -27,9 +27,16 @@ def holds_vip(machine, vip: str, iface: str) -> bool:
     return f"inet {vip}/" in machine.succeed(f"ip -4 -o addr show dev {iface}")
 
 
-def active_balancer(cluster):
+def active_balancer(cluster, settle: float = 90.0):
+    """The balancer holding the VIP. Right after boot heartbeat may still be negotiating (initdead,
+    then the resource start), so wait a bounded while for a first holder; two holders fail at once."""
     net = cluster.model.network
-    holders = [m for m in cluster.role(Role.loadbalancer) if holds_vip(m, str(net.vip), net.interface)]
+    deadline = time.monotonic() + settle
+    while True:
+        holders = [m for m in cluster.role(Role.loadbalancer) if holds_vip(m, str(net.vip), net.interface)]
+        if holders or time.monotonic() > deadline:
+            break
+        time.sleep(1)
     assert len(holders) == 1, f"VIP {net.vip} held by {[m.name for m in holders]}, expected exactly one balancer"
     return holders[0]
 
