@@ -15,12 +15,12 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
+from imgbuild import ui
 from imgbuild.builder import dib, imagefs, mirror, preflight, wholedisk
 from imgbuild.builder.cache import dib_cache_dir, image_key
 from imgbuild.builder.elements import role_elements
 from imgbuild.builder.mirror import Mirrors
 from imgbuild.builder.openstack import image_properties
-from imgbuild import ui
 from imgbuild.model import Build, Cluster, OpenStack, Role
 from imgbuild.publish import publish_dir
 
@@ -143,7 +143,7 @@ def build_role(
 
     preflight.require_root()
     preflight.require_dib()
-    preflight.require_tools(preflight.HOST_TOOLS)
+    preflight.require_tools(preflight.HOST_TOOLS, preflight.HOST_FILES)
     output.mkdir(parents=True, exist_ok=True)
     preflight.require_space(output)
     preflight.require_space(Path(tempfile.gettempdir()))

@@ -39,10 +39,11 @@ def tool_path() -> str:
     return os.pathsep.join([str(Path(sys.executable).parent), os.environ.get("PATH", "/usr/sbin:/usr/bin")])
 
 
-def require_tools(tools: dict[str, str]) -> None:
+def require_tools(tools: dict[str, str], files: dict[str, str] | None = None) -> None:
+    """Every tool on PATH and every file present; else one line naming the packages to install."""
     path = tool_path() + os.pathsep + "/usr/sbin:/sbin"
     missing = {pkg for tool, pkg in tools.items() if shutil.which(tool, path=path) is None}
-    missing = sorted(missing | {pkg for file, pkg in HOST_FILES.items() if not Path(file).is_file()})
+    missing = sorted(missing | {pkg for file, pkg in (files or {}).items() if not Path(file).is_file()})
     if missing:
         raise UserError(f"missing host tools; install them with: apt-get install {' '.join(missing)}")
 

@@ -117,7 +117,8 @@ def write_tree(cluster: Cluster, images: Path, seeds: Path, out: Path) -> dict:
     out.parent.mkdir(parents=True, exist_ok=True)
     work = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
     try:
-        # Readable by dnsmasq's unprivileged TFTP, except the seeds: they hold the cluster's secrets.
+        # World-readable, so any TFTP/HTTP server can serve it, except the seeds: they hold the
+        # cluster's secrets (root's dnsmasq serves only world-readable files over TFTP).
         os.chmod(work, 0o755)
         (work / "seeds").mkdir(mode=0o700)
         for role in roles:
