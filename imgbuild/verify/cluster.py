@@ -6,7 +6,8 @@ import os
 import signal
 import time
 from collections.abc import Callable, Iterator
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor
+from concurrent.futures import wait as wait_futures
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from ipaddress import IPv4Address
@@ -17,7 +18,7 @@ from imgbuild.cloudinit.seeds import NOCLOUD_ISO, seed_dir
 from imgbuild.model import Cluster, Node, Role
 from imgbuild.qemu import netns
 from imgbuild.qemu.accel import Accel
-from imgbuild.qemu.machine import FINISHED, BootSpec, Machine
+from imgbuild.qemu.machine import BootSpec, Machine
 
 
 @dataclass
@@ -48,17 +49,18 @@ def boot_spec(node: Node, images: Path, seeds: Path, seed_name: str = NOCLOUD_IS
     )
 
 
-def boot_waves(cluster: Cluster, accel: Accel, cpus: int) -> list[list[Node]]:
-    """Web servers first (ldirectord checks them), at most one vCPU per host core at a time under TCG.
+def boot_order(cluster: Cluster) -> list[Node]:
+    """Web servers first: ldirectord checks them as soon as the balancers are up."""
+    return sorted(cluster.nodes, key=lambda n: n.role != Role.webserver)
 
-    Four emulated first boots on two cores take far longer than two after two: measured here,
-    about 250 s for four at once against about 60 s for a pair.
-    """
-    ordered = sorted(cluster.nodes, key=lambda n: n.role != Role.webserver)
+
+def boot_slots(cluster: Cluster, accel: Accel, cpus: int) -> int:
+    """How many nodes boot at once: all under KVM; under TCG one vCPU per host core, the next
+    starting as soon as one is ready. Emulated first boots are CPU-bound, and more of them
+    than cores only slows each down (four at once on two cores took 250 s here)."""
     if accel == "kvm":
-        return [ordered]
-    size = max(1, (os.cpu_count() or 1) // cpus)
-    return [ordered[i : i + size] for i in range(0, len(ordered), size)]
+        return len(cluster.nodes)
+    return max(1, (os.cpu_count() or 1) // cpus)
 
 
 @contextmanager
@@ -103,16 +105,16 @@ def running(
 
         pool = ThreadPoolExecutor(max_workers=len(machines))
         try:
-            futures = []
-            for wave in boot_waves(cluster, accel, cpus):
-                for node in wave:
-                    machines[node.name].start()
-                    on_status(node.name, "booting")
-                futures += [pool.submit(wait, machines[node.name]) for node in wave]
-                # The next wave starts once this one is through its CPU-heavy first boot.
-                for node in wave:
-                    machines[node.name].wait_for_console(FINISHED, ready_timeout)
-            for future in futures:
+            pending: set[Future[None]] = set()
+            for node in boot_order(cluster):
+                if len(pending) >= boot_slots(cluster, accel, cpus):
+                    done, pending = wait_futures(pending, return_when=FIRST_COMPLETED)
+                    for future in done:
+                        future.result()  # a node that failed to boot ends the run here
+                machines[node.name].start()
+                on_status(node.name, "booting")
+                pending.add(pool.submit(wait, machines[node.name]))
+            for future in pending:
                 future.result()
         except BaseException:
             for machine in machines.values():
