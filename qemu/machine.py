@@ -11,6 +11,7 @@ import shutil
 import signal
 import socket
 import subprocess
+import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -82,6 +83,8 @@ class Machine:
         self.qmp_path = workdir / f"{name}.qmp"
         self.process: subprocess.Popen[bytes] | None = None
         self._ssh: paramiko.SSHClient | None = None
+        # A drill samples nodes from a thread while the checks go on: one SSH session, opened once.
+        self._ssh_lock = threading.Lock()
         self.started_at = 0.0
 
     # -- lifecycle ---------------------------------------------------------------------------
@@ -213,8 +216,13 @@ class Machine:
     # -- SSH ---------------------------------------------------------------------------------
 
     def _connect(self, timeout: float) -> paramiko.SSHClient:
-        if self._ssh is not None and self._ssh.get_transport() and self._ssh.get_transport().is_active():  # type: ignore[union-attr]
+        with self._ssh_lock:
+            if self._ssh is not None and self._ssh.get_transport() and self._ssh.get_transport().is_active():  # type: ignore[union-attr]
+                return self._ssh
+            self._ssh = self._login(timeout)
             return self._ssh
+
+    def _login(self, timeout: float) -> paramiko.SSHClient:
         if not self.address or not self.ssh_key:
             raise NodeFailed(f"{self.name}: has no network address or SSH key to log in with")
         client = paramiko.SSHClient()
@@ -224,7 +232,6 @@ class Machine:
             self.address, username=self.ssh_user, key_filename=str(self.ssh_key),
             timeout=timeout, banner_timeout=timeout, auth_timeout=timeout, allow_agent=False, look_for_keys=False,
         )  # fmt: skip
-        self._ssh = client
         return client
 
     def close_ssh(self) -> None:
@@ -269,9 +276,13 @@ class Machine:
     def wait_for_unit(self, unit: str, timeout: float = 60) -> None:
         self.wait_until_succeeds(f"systemctl is-active --quiet {shlex.quote(unit)}", timeout)
 
+    def finished_booting(self) -> bool:
+        """Non-blocking and free for the guest: cloud-init announced its end on this boot's console."""
+        return self.running() and re.search(FINISHED, self.console_text()) is not None
+
     def is_ready(self) -> bool:
         """Non-blocking: cloud-init announced its end on the console and SSH confirms it."""
-        if not re.search(FINISHED, self.console_text()):
+        if not self.finished_booting():
             return False
         try:
             return self.execute(f"test -f {BOOT_FINISHED}", timeout=10)[0] == 0
