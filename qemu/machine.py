@@ -215,7 +215,8 @@ class Machine:
 
     # -- SSH ---------------------------------------------------------------------------------
 
-    def _connect(self, timeout: float) -> paramiko.SSHClient:
+    def ssh_client(self, timeout: float = 20) -> paramiko.SSHClient:
+        """The node's one SSH session (opened on first use, again after a reboot)."""
         with self._ssh_lock:
             if self._ssh is not None and self._ssh.get_transport() and self._ssh.get_transport().is_active():  # type: ignore[union-attr]
                 return self._ssh
@@ -241,7 +242,7 @@ class Machine:
 
     def execute(self, command: str, timeout: float = 60) -> tuple[int, str]:
         """Run a shell command as root (sudo) on the node: (exit status, stdout+stderr)."""
-        client = self._connect(timeout=min(timeout, 20))
+        client = self.ssh_client(timeout=min(timeout, 20))
         _, stdout, _ = client.exec_command(f"sudo sh -c {shlex.quote(command)} 2>&1", timeout=timeout)
         output = stdout.read().decode(errors="replace")
         return stdout.channel.recv_exit_status(), output

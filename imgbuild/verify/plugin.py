@@ -11,10 +11,13 @@ import time
 from pathlib import Path
 from typing import Any
 
+import paramiko
 import pytest
-import testinfra
+from testinfra.backend.paramiko import ParamikoBackend
+from testinfra.host import Host
 
 from imgbuild.model import Node, Role
+from imgbuild.qemu.machine import Machine
 from imgbuild.verify.cluster import RunningCluster
 
 HA_LOG_COMMAND = "journalctl -b --no-pager -o short-monotonic -t heartbeat -t ldirectord -t ipfail -t IPaddr2 -t ResourceManager; cat /var/log/ha-log 2>/dev/null"
@@ -23,9 +26,26 @@ _PLUGIN = pytest.StashKey["ClusterPlugin"]()
 _NODE_FIXTURES = {"node": None, "host": None, "balancer_host": Role.loadbalancer, "webserver_host": Role.webserver}
 
 
+class MachineBackend(ParamikoBackend):
+    """testinfra over the node's own SSH session: one login per node instead of two, each
+    costing seconds of emulated CPU (sshd, PAM, logind)."""
+
+    def __init__(self, machine: Machine) -> None:
+        super().__init__(f"{machine.ssh_user}@{machine.address}", sudo=True)
+        self.machine = machine
+
+    @property  # type: ignore[override]
+    def client(self) -> paramiko.SSHClient:
+        return self.machine.ssh_client()
+
+    @client.deleter
+    def client(self) -> None:  # testinfra drops a dead session this way before it retries
+        self.machine.close_ssh()
+
+
 class ClusterPlugin:
-    def __init__(self, cluster: RunningCluster, ssh_config: Path, report_dir: Path) -> None:
-        self.running, self.ssh_config, self.report_dir = cluster, ssh_config, report_dir
+    def __init__(self, cluster: RunningCluster, report_dir: Path) -> None:
+        self.running, self.report_dir = cluster, report_dir
         self.measurements: dict[str, Any] = {}
         self.results: list[dict[str, Any]] = []
         self._hosts: dict[str, Any] = {}
@@ -42,9 +62,9 @@ class ClusterPlugin:
 
     def host_for(self, name: str) -> Any:
         if name not in self._hosts:
-            node = self.running.model.node(name)
-            spec = f"paramiko://{self.running.model.admin.user}@{node.address}"
-            self._hosts[name] = testinfra.get_host(spec, ssh_config=str(self.ssh_config), sudo=True)
+            backend = MachineBackend(self.running.machine(name))
+            self._hosts[name] = Host(backend)
+            backend.set_host(self._hosts[name])
         return self._hosts[name]
 
     @pytest.hookimpl(hookwrapper=True)
