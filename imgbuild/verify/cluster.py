@@ -49,6 +49,15 @@ def boot_spec(node: Node, images: Path, seeds: Path, seed_name: str = NOCLOUD_IS
     )
 
 
+def node_machine(cluster: Cluster, node: Node, boot: BootSpec, workdir: Path, accel: Accel, tap: str, ssh_key: Path, name: str | None = None, **size: int) -> Machine:
+    """A QEMU machine for one node of the cluster: its MAC on tap, its address, the admin's login.
+    size: memory_mb and cpus, when not Machine's defaults."""
+    return Machine(
+        name or node.name, boot, workdir, accel, mac=cluster.mac(node), tap=tap,
+        address=str(node.address), ssh_user=cluster.admin.user, ssh_key=ssh_key, **size,
+    )  # fmt: skip
+
+
 def boot_order(cluster: Cluster) -> list[Node]:
     """Web servers first: ldirectord checks them as soon as the balancers are up."""
     return sorted(cluster.nodes, key=lambda n: n.role != Role.webserver)
@@ -89,12 +98,9 @@ def running(
         machines: dict[str, Machine] = {}
         stack.callback(lambda: [m.cleanup() for m in machines.values()])
         for index, node in enumerate(cluster.nodes):
-            machine = Machine(
-                node.name, boot_spec(node, images, seeds), workdir, accel,
-                memory_mb=memory_mb, cpus=cpus, mac=cluster.mac(node), tap=segment.add_tap(f"tap{index}"),
-                address=str(node.address), ssh_user=cluster.admin.user, ssh_key=ssh_key,
-            )  # fmt: skip
-            machines[node.name] = machine
+            spec = boot_spec(node, images, seeds)
+            tap = segment.add_tap(f"tap{index}")
+            machines[node.name] = node_machine(cluster, node, spec, workdir, accel, tap, ssh_key, memory_mb=memory_mb, cpus=cpus)
         started = time.monotonic()
         running_cluster = RunningCluster(cluster, machines, client, workdir, ssh_key, accel, netns_name=name)
 

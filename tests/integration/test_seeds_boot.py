@@ -8,8 +8,7 @@ from imgbuild import model, state
 from imgbuild.cloudinit.seeds import CONFIG_DRIVE_ISO, seed_dir
 from imgbuild.qemu import netns
 from imgbuild.qemu.accel import choose
-from imgbuild.qemu.machine import Machine
-from imgbuild.verify.cluster import boot_spec
+from imgbuild.verify.cluster import boot_spec, node_machine
 
 pytestmark = pytest.mark.slow
 
@@ -22,8 +21,7 @@ def test_config_drive_boot_and_schema(images, seeds, test_env, tmp_path, monkeyp
     key, _ = state.admin_key(cluster.name)
     spec = boot_spec(node, images, seeds, CONFIG_DRIVE_ISO)
     with netns.segment(f"{netns.PREFIX}cd-{tmp_path.name[-6:]}", cluster.network.subnet, cluster.free_address()) as seg, netns.entered(seg.name):
-        machine = Machine(node.name, spec, tmp_path, choose("auto")[0], mac=cluster.mac(node), tap=seg.add_tap("tap0"),
-                          address=str(node.address), ssh_user=cluster.admin.user, ssh_key=key)  # fmt: skip
+        machine = node_machine(cluster, node, spec, tmp_path, choose("auto")[0], seg.add_tap("tap0"), key)
         machine.start()
         try:
             machine.wait_until_ready(timeout=400)
