@@ -112,8 +112,9 @@ def running(
         pool = ThreadPoolExecutor(max_workers=len(machines))
         try:
             pending: set[Future[None]] = set()
+            slots = boot_slots(cluster, accel, cpus)
             for node in boot_order(cluster):
-                if len(pending) >= boot_slots(cluster, accel, cpus):
+                if len(pending) >= slots:
                     done, pending = wait_futures(pending, return_when=FIRST_COMPLETED)
                     for future in done:
                         future.result()  # a node that failed to boot ends the run here

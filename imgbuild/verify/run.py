@@ -15,7 +15,7 @@ from imgbuild.verify.plugin import ClusterPlugin
 CHECKS = Path(__file__).with_name("test_cluster.py")
 
 
-def write_ssh_config(cluster: RunningCluster, path: Path) -> Path:
+def write_ssh_config(cluster: RunningCluster, path: Path) -> None:
     path.write_text(
         "Host *\n"
         f"  User {cluster.model.admin.user}\n"
@@ -23,7 +23,6 @@ def write_ssh_config(cluster: RunningCluster, path: Path) -> Path:
         "  StrictHostKeyChecking no\n"
         "  UserKnownHostsFile /dev/null\n"
     )
-    return path
 
 
 def run_checks(cluster: RunningCluster, report_dir: Path, keyword: str | None = None) -> dict[str, Any]:

@@ -19,6 +19,9 @@ from imgbuild.verify.client import OutageProbe, SlowDownload, spread, who_answer
 
 IPVS_MODULES = "ip_vs ip_vs_dh ip_vs_ftp ip_vs_lblc ip_vs_lblcr ip_vs_lc ip_vs_nq ip_vs_rr ip_vs_sed ip_vs_sh ip_vs_wlc ip_vs_wrr".split()
 LDIRECTORD_PID = "/var/run/ldirectord.ldirectord.cf.pid"  # $RUNPID.$CFGNAME.pid, CFGNAME as haresources names it
+# As `ldirectord ldirectord.cf status` decides (its pid file names a live ldirectord), without the
+# ten seconds its Perl start costs per balancer under emulation.
+LDIRECTORD_RUNNING = f"kill -0 $(cat {LDIRECTORD_PID}) && ps -o comm= -p $(cat {LDIRECTORD_PID})"
 ARP_SYSCTLS = {
     "net.ipv4.conf.all.arp_ignore": 1,
     "net.ipv4.conf.eth0.arp_ignore": 1,
@@ -44,6 +47,11 @@ def active_balancer(cluster, settle: float = 90.0):
         time.sleep(1)
     assert len(holders) == 1, f"VIP {net.vip} held by {[m.name for m in holders]}, expected exactly one balancer"
     return holders[0]
+
+
+def scheduled(net, lb, servers) -> str:
+    """Shell test: every one of servers is in the virtual service, in route mode, with weight."""
+    return " && ".join(f"ipvsadm -L -n -t {net.vip}:{lb.port} | grep -qE '{s.address}:{lb.port} +Route +[1-9]'" for s in servers)
 
 
 def real_servers(machine, vip: str, port: int) -> dict[str, tuple[str, int]]:
@@ -105,11 +113,10 @@ def test_vip_on_exactly_one_balancer(cluster):
 
 
 def test_ldirectord_only_on_active(cluster):
-    """As `ldirectord ldirectord.cf status` decides (its pid file names a live process), without
-    the ten seconds its Perl start costs per balancer under emulation."""
+    """ldirectord runs on the balancer that holds the VIP and on no other."""
     active = active_balancer(cluster)
     for machine in cluster.role(Role.loadbalancer):
-        status, output = machine.execute(f"kill -0 $(cat {LDIRECTORD_PID}) && ps -o comm= -p $(cat {LDIRECTORD_PID})")
+        status, output = machine.execute(LDIRECTORD_RUNNING)
         if machine is active:
             assert status == 0 and "ldirectord" in output, output
         else:
@@ -244,9 +251,8 @@ def test_drill_apache_down_and_back(cluster, vip_url, report):
     web = cluster.machine(victim)
     # Right after a failover the new director's ldirectord may still be starting: wait (bounded)
     # until it runs and schedules both web servers, so the drill times its check, not its start.
-    active.wait_until_succeeds(f"kill -0 $(cat {LDIRECTORD_PID})", timeout=60)
-    scheduled = " && ".join(f"ipvsadm -L -n -t {net.vip}:{lb.port} | grep -qE '{w.address}:{lb.port} +Route +[1-9]'" for w in model.by_role(Role.webserver))
-    active.wait_until_succeeds(scheduled, timeout=60)
+    active.wait_until_succeeds(LDIRECTORD_RUNNING, timeout=60)
+    active.wait_until_succeeds(scheduled(net, lb, model.by_role(Role.webserver)), timeout=60)
     web.succeed("systemctl stop apache2")
     try:
         started, bound = time.monotonic(), lb.check_interval + lb.check_timeout + 5
@@ -261,9 +267,7 @@ def test_drill_apache_down_and_back(cluster, vip_url, report):
         assert answers == {survivor.name: 10}, answers
     finally:
         web.succeed("systemctl start apache2")
-    active.wait_until_succeeds(
-        f"ipvsadm -L -n -t {net.vip}:{lb.port} | grep -E '{victim.address}:{lb.port} +Route +[1-9]'", timeout=lb.check_interval + lb.check_timeout + 10
-    )
+    active.wait_until_succeeds(scheduled(net, lb, [victim]), timeout=lb.check_interval + lb.check_timeout + 10)
     assert len(set(spread(vip_url, 10)) - {None}) == len(model.by_role(Role.webserver))
 
 
