@@ -68,6 +68,19 @@ def test_identity(node, host, cluster):
     assert str(node.address) in host.interface(cluster.model.network.interface).addresses
 
 
+@pytest.fixture(scope="module")
+def machine_ids(cluster) -> dict[str, str]:
+    return {m.name: m.succeed("cat /etc/machine-id").strip() for m in cluster.machines.values()}
+
+
+def test_machine_id_is_the_nodes_own(node, cluster, machine_ids):
+    """Made at first boot, so nodes cloned from one image still differ (and systemd did not take
+    the boot for a first boot of an unconfigured system, which costs seconds)."""
+    assert re.fullmatch(r"[0-9a-f]{32}", machine_ids[node.name]), machine_ids[node.name]
+    assert list(machine_ids.values()).count(machine_ids[node.name]) == 1, machine_ids
+    assert "Detected first boot" not in cluster.machine(node).succeed("journalctl -b -o cat _PID=1 | head -50")
+
+
 def test_cloud_init_finished_without_errors(host):
     """What `cloud-init status` reports, read from the same two files: starting its Python costs
     several seconds per node under emulation."""
