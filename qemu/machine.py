@@ -59,6 +59,11 @@ class BootSpec:
     disk_size: int | None = None
 
 
+def backing_format(image: Path) -> str:
+    """The image's format, from its name: a role image is .raw or .qcow2 (also .disk.qcow2)."""
+    return "raw" if image.suffix == ".raw" else "qcow2"
+
+
 class Machine:
     def __init__(
         self,
@@ -124,7 +129,7 @@ class Machine:
         if self.boot.image:
             size = [str(self.boot.disk_size)] if self.boot.disk_size else []
             subprocess.run(
-                ["qemu-img", "create", "-q", "-f", "qcow2", "-F", "qcow2", "-b", str(self.boot.image.resolve()), str(self.overlay), *size],
+                ["qemu-img", "create", "-q", "-f", "qcow2", "-F", backing_format(self.boot.image), "-b", str(self.boot.image.resolve()), str(self.overlay), *size],
                 check=True,
             )
         if self.boot.firmware == "uefi":
