@@ -1,8 +1,10 @@
 """The cluster, checked the way its operator and its clients see it (run by `imgbuild verify`).
 
 Order matters: read-only checks first, then the drills. The balancer failover comes first
-among them: its failed balancer boots again while the web server and persistence drills run
-on the new active one, and the last check sees how it returned.
+among them: its failed balancer boots again while the web server checks and the Apache and
+persistence drills run on the new active one, and the last check sees how it returned. The web
+server checks wait until then because they need neither balancer, and that reboot is the
+longest wait of the run.
 """
 
 from __future__ import annotations
@@ -169,24 +171,6 @@ def test_connection_sync_roles(cluster):
             assert "stopped" in status and "running" in backup, status + backup
 
 
-# -- web servers --------------------------------------------------------------------------------
-
-
-def test_apache_and_check_page(webserver_host, cluster):
-    lb = cluster.model.balancer
-    assert webserver_host.service("apache2").is_running
-    page = webserver_host.run(
-        f"python3 -c \"import urllib.request;print(urllib.request.urlopen('http://127.0.0.1/{lb.check_page}').read().decode())\""
-    )
-    assert lb.check_receive in page.stdout, page.stdout + page.stderr
-
-
-def test_vip_on_loopback_and_arp_sysctls(webserver_host, cluster):
-    assert str(cluster.model.network.vip) in webserver_host.interface("lo").addresses
-    for key, value in ARP_SYSCTLS.items():
-        assert webserver_host.sysctl(key) == value, key
-
-
 # -- the client's view --------------------------------------------------------------------------
 
 
@@ -256,6 +240,27 @@ def test_drill_balancer_failover(cluster, vip_url, report, balancer_return):
     assert "running" in standby.succeed("/etc/ha.d/resource.d/LVSSyncDaemonSwap master status")
 
 
+# -- web servers, while the failed balancer boots again -----------------------------------------
+
+
+def test_apache_and_check_page(webserver_host, cluster):
+    lb = cluster.model.balancer
+    assert webserver_host.service("apache2").is_running
+    page = webserver_host.run(
+        f"python3 -c \"import urllib.request;print(urllib.request.urlopen('http://127.0.0.1/{lb.check_page}').read().decode())\""
+    )
+    assert lb.check_receive in page.stdout, page.stdout + page.stderr
+
+
+def test_vip_on_loopback_and_arp_sysctls(webserver_host, cluster):
+    assert str(cluster.model.network.vip) in webserver_host.interface("lo").addresses
+    for key, value in ARP_SYSCTLS.items():
+        assert webserver_host.sysctl(key) == value, key
+
+
+# -- drills on the new active balancer ----------------------------------------------------------
+
+
 def test_drill_apache_down_and_back(cluster, vip_url, report):
     model = cluster.model
     net, lb = model.network, model.balancer
@@ -303,14 +308,18 @@ def test_drill_persistence(cluster, vip_url, report):
 
 class BalancerReturn:
     """The failed balancer boots again in the background while other drills go on; every half
-    second (bounded) it samples which balancers hold the VIP, until 20 s after the boot is done."""
+    second (bounded) it samples which balancers hold the VIP, until the returning node is ready
+    and its heartbeat has heard the holder for initdead. A node takes resources over only from a
+    peer it has not heard for that long, so after that the outcome is settled."""
 
     def __init__(self, cluster) -> None:
         net = cluster.model.network
         self.vip, self.interface = str(net.vip), net.interface
+        self.settle = cluster.model.heartbeat.initdead_ms / 1000
         self.returning = self.holder = None
         self.samples, self.both, self.errors = 0, 0, []
         self.ready_at: float | None = None
+        self.heard_at: float | None = None
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
@@ -327,6 +336,8 @@ class BalancerReturn:
                 holder_has = holds_vip(self.holder, self.vip, self.interface)
                 if self.ready_at is None and self.returning.is_ready():
                     self.ready_at = time.monotonic()
+                if self.ready_at is not None and self.heard_at is None and self.hears_holder():
+                    self.heard_at = time.monotonic()
                 returning_has = self.ready_at is not None and holds_vip(self.returning, self.vip, self.interface)
             except Exception as err:  # reported by finish(); the watch goes on
                 self.errors.append(f"{type(err).__name__}: {err}")
@@ -334,9 +345,12 @@ class BalancerReturn:
                 continue
             self.samples += 1
             self.both += holder_has and returning_has
-            if self.ready_at is not None and time.monotonic() - self.ready_at > 20:
+            if self.heard_at is not None and time.monotonic() - self.heard_at > self.settle:
                 return
             self._stop.wait(0.5)
+
+    def hears_holder(self) -> bool:
+        return self.returning.execute(f"cl_status nodestatus {self.holder.name}")[1].strip() == "active"
 
     def finish(self) -> None:
         """Wait (bounded) for the watch to end."""
@@ -365,6 +379,7 @@ def test_drill_failed_balancer_returns_as_standby(balancer_return, report):
     report["return_samples"] = watch.samples
     report["return_boot_s"] = round((watch.ready_at or time.monotonic()) - returning.started_at, 1)
     assert watch.ready_at is not None, f"{returning.name} did not come back: {watch.errors[-3:]}\n{returning.console_tail()}"
+    assert watch.heard_at is not None, f"{returning.name}'s heartbeat never heard {holder.name}: {watch.errors[-3:]}"
     assert watch.both == 0, f"both balancers held the VIP in {watch.both} of {watch.samples} samples"
     assert watch.samples >= 20, f"only {watch.samples} samples: {watch.errors[-3:]}"
     assert holds_vip(holder, watch.vip, watch.interface) and not holds_vip(returning, watch.vip, watch.interface)
