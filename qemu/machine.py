@@ -23,6 +23,7 @@ from qemu.qmp.legacy import QEMUMonitorProtocol
 from imgbuild.builder.bootargs import disk_cmdline
 from imgbuild.errors import UserError
 from imgbuild.qemu.accel import Accel, qemu_args
+from imgbuild.qemu.rootshell import RootShell
 
 QEMU = "qemu-system-x86_64"
 OVMF_CODE = Path("/usr/share/OVMF/OVMF_CODE_4M.fd")
@@ -88,8 +89,11 @@ class Machine:
         self.qmp_path = workdir / f"{name}.qmp"
         self.process: subprocess.Popen[bytes] | None = None
         self._ssh: paramiko.SSHClient | None = None
-        # A drill samples nodes from a thread while the checks go on: one SSH session, opened once.
+        self._shell: RootShell | None = None
+        # A drill samples nodes from a thread while the checks go on: one SSH session, opened
+        # once, and one root shell on it that runs one command at a time.
         self._ssh_lock = threading.Lock()
+        self._shell_lock = threading.Lock()
         self.started_at = 0.0
 
     # -- lifecycle ---------------------------------------------------------------------------
@@ -241,16 +245,34 @@ class Machine:
         return client
 
     def close_ssh(self) -> None:
+        if self._shell is not None:
+            self._shell.close()
+            self._shell = None
         if self._ssh is not None:
             self._ssh.close()
             self._ssh = None
 
+    def run(self, command: str, timeout: float = 60) -> tuple[int, str, str]:
+        """Run a shell command as root on the node: (exit status, stdout, stderr)."""
+        with self._shell_lock:
+            shell = self._shell
+            try:
+                if shell is None:
+                    shell = self._shell = RootShell(self.ssh_client(timeout=min(timeout, 20)))
+                status, stdout, stderr = shell.run(command, timeout)
+            except BaseException:
+                # Out of step with its framing, or gone: the next command opens a new one.
+                if shell is not None:
+                    shell.close()
+                if self._shell is shell:
+                    self._shell = None
+                raise
+        return status, stdout.decode(errors="replace"), stderr.decode(errors="replace")
+
     def execute(self, command: str, timeout: float = 60) -> tuple[int, str]:
-        """Run a shell command as root (sudo) on the node: (exit status, stdout+stderr)."""
-        client = self.ssh_client(timeout=min(timeout, 20))
-        _, stdout, _ = client.exec_command(f"sudo sh -c {shlex.quote(command)} 2>&1", timeout=timeout)
-        output = stdout.read().decode(errors="replace")
-        return stdout.channel.recv_exit_status(), output
+        """Run a shell command as root on the node: (exit status, stdout then stderr)."""
+        status, stdout, stderr = self.run(command, timeout)
+        return status, stdout + stderr
 
     def succeed(self, command: str, timeout: float = 60) -> str:
         status, output = self.execute(command, timeout)
