@@ -83,6 +83,9 @@ def test_generic_image_holds_no_identity(images, role):
     squashfs = images / role / f"{role}.squashfs"
     listing = subprocess.run(["unsquashfs", "-l", str(squashfs)], capture_output=True, text=True, check=True).stdout
     assert "/etc/ssh/sshd_config" in listing and "ssh_host_" not in listing
+    # Only the diskless root brings eth0 up from the kernel's ip= with systemd-networkd.
+    assert "/etc/systemd/system/multi-user.target.wants/systemd-networkd.service" in listing
+    assert "systemd-networkd.service" not in imagefs.listdir(image, "/etc/systemd/system/multi-user.target.wants")
     machine_id = subprocess.run(["unsquashfs", "-cat", str(squashfs), "etc/machine-id"], capture_output=True, check=True).stdout
     assert machine_id == b""
 
