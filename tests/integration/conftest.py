@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -14,6 +15,16 @@ REPO = Path(__file__).resolve().parents[2]
 # The console script, not `python -m`: that would put the checkout on sys.path, where the
 # top-level qemu/ folder shadows the qemu.qmp library.
 IMGBUILD = [str(Path(sys.executable).parent / "imgbuild")]
+
+
+def _interrupt(signum: int, _frame: object) -> None:
+    raise KeyboardInterrupt(f"signal {signum}")
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """SIGTERM (CI, timeout, kill) ends the run as Ctrl-C does: pytest then tears the fixtures down,
+    so no QEMU, PXE server or namespace outlives it. Left alone, SIGTERM kills pytest outright."""
+    signal.signal(signal.SIGTERM, _interrupt)
 
 
 def run_imgbuild(*args: str, env: dict[str, str] | None = None, timeout: float = 1800) -> subprocess.CompletedProcess[str]:
