@@ -324,9 +324,13 @@ class Machine:
         Watch the console first: polling SSH during boot would cost the guest CPU it needs to boot.
         """
         deadline = self.started_at + timeout
-        self.wait_for_console(FINISHED, timeout=deadline - time.monotonic())
+        self.wait_until_booted(timeout)
         self.wait_until_succeeds(f"test -f {BOOT_FINISHED}", deadline - time.monotonic())
         return time.monotonic() - self.started_at
+
+    def wait_until_booted(self, timeout: float) -> None:
+        """The console says cloud-init has finished; SSH may not answer yet. timeout: since start."""
+        self.wait_for_console(FINISHED, timeout=self.started_at + timeout - time.monotonic())
 
 
 def require_qemu() -> None:

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import os
 import signal
+import threading
 import time
 from collections.abc import Callable, Iterator
-from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor
-from concurrent.futures import wait as wait_futures
+from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from ipaddress import IPv4Address
@@ -68,8 +68,8 @@ def boot_order(cluster: Cluster) -> list[Node]:
 
 def boot_slots(cluster: Cluster, accel: Accel, cpus: int) -> int:
     """How many nodes boot at once: all under KVM; under TCG one vCPU per host core, the next
-    starting as soon as one is ready. Emulated first boots are CPU-bound, and more of them
-    than cores only slows each down (four at once on two cores took 250 s here)."""
+    starting as soon as cloud-init has finished on one. Emulated first boots are CPU-bound, and
+    more of them than cores only slows each down (four at once on two cores took 250 s here)."""
     if accel == "kvm":
         return len(cluster.nodes)
     return max(1, (os.cpu_count() or 1) // cpus)
@@ -107,23 +107,32 @@ def running(
         started = time.monotonic()
         running_cluster = RunningCluster(cluster, machines, client, workdir, ssh_key, accel, netns_name=name)
 
+        slots = threading.Semaphore(boot_slots(cluster, accel, cpus))
+
         def wait(machine: Machine) -> None:
+            try:
+                machine.wait_until_booted(ready_timeout)
+            finally:
+                slots.release()  # its boot's work is done: the next node starts while SSH is checked
             seconds = machine.wait_until_ready(ready_timeout)
             running_cluster.boot_seconds[machine.name] = round(seconds, 1)
             on_status(machine.name, f"ready in {seconds:.0f} s")
 
+        def raise_failures(futures: list[Future[None]]) -> None:
+            for future in futures:
+                if future.done():
+                    future.result()  # a node that failed to boot ends the run here
+
         pool = ThreadPoolExecutor(max_workers=len(machines))
         try:
-            pending: set[Future[None]] = set()
-            slots = boot_slots(cluster, accel, cpus)
+            pending: list[Future[None]] = []
             for node in boot_order(cluster):
-                if len(pending) >= slots:
-                    done, pending = wait_futures(pending, return_when=FIRST_COMPLETED)
-                    for future in done:
-                        future.result()  # a node that failed to boot ends the run here
+                while not slots.acquire(timeout=1):
+                    raise_failures(pending)
+                raise_failures(pending)
                 machines[node.name].start()
                 on_status(node.name, "booting")
-                pending.add(pool.submit(wait, machines[node.name]))
+                pending.append(pool.submit(wait, machines[node.name]))
             for future in pending:
                 future.result()
         except BaseException:
