@@ -96,6 +96,14 @@ def test_cloud_init_finished_without_errors(host):
     assert errors == [], errors
 
 
+def test_cloud_init_stages_ran_in_one_process(host):
+    """The image's imgbuild-cloud-init.service ran every stage (elements/imgbuild-common)."""
+    log = host.check_output("journalctl -b -o cat -u imgbuild-cloud-init.service")
+    for stage in ("init-local", "init", "modules:final"):
+        assert re.search(rf"Cloud-init v\. \S+ running '{stage}'", log), f"stage {stage} did not run in the one process"
+    assert host.check_output("systemctl show -P Result imgbuild-cloud-init.service") == "success"
+
+
 def test_no_failed_units(host):
     failed = host.run("systemctl --failed --no-legend --plain").stdout.strip()
     assert failed == "", failed
