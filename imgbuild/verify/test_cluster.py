@@ -37,8 +37,9 @@ def holds_vip(machine, vip: str, iface: str) -> bool:
 
 
 def active_balancer(cluster, settle: float = 90.0):
-    """The balancer holding the VIP. Right after boot heartbeat may still be negotiating (initdead,
-    then the resource start), so wait a bounded while for a first holder; two holders fail at once."""
+    """The balancer holding the VIP and running ldirectord. Right after boot heartbeat may still be
+    negotiating (initdead, then the resource start), so wait a bounded while for a first holder and
+    the end of its resource start (ldirectord comes last); two holders fail at once."""
     net = cluster.model.network
     deadline = time.monotonic() + settle
     while True:
@@ -48,6 +49,7 @@ def active_balancer(cluster, settle: float = 90.0):
             break
         time.sleep(1)
     assert len(holders) == 1, f"VIP {net.vip} held by {[m.name for m in holders]}, expected exactly one balancer"
+    holders[0].wait_until_succeeds(LDIRECTORD_RUNNING, timeout=max(5.0, deadline - time.monotonic()))
     return holders[0]
 
 
@@ -275,9 +277,8 @@ def test_drill_apache_down_and_back(cluster, vip_url, report):
     active = active_balancer(cluster)
     victim, survivor = model.by_role(Role.webserver)[0], model.by_role(Role.webserver)[-1]
     web = cluster.machine(victim)
-    # Right after a failover the new director's ldirectord may still be starting: wait (bounded)
-    # until it runs and schedules both web servers, so the drill times its check, not its start.
-    active.wait_until_succeeds(LDIRECTORD_RUNNING, timeout=60)
+    # Right after a failover the new director's ldirectord may not have checked both web servers
+    # yet: wait (bounded) until it schedules both, so the drill times its check, not its start.
     active.wait_until_succeeds(scheduled(net, lb, model.by_role(Role.webserver)), timeout=60)
     web.succeed("systemctl stop apache2")
     try:
