@@ -110,10 +110,8 @@ def running(
         slots = threading.Semaphore(boot_slots(cluster, accel, cpus))
 
         def wait(machine: Machine) -> None:
-            try:
-                machine.wait_until_booted(ready_timeout)
-            finally:
-                slots.release()  # its boot's work is done: the next node starts while SSH is checked
+            machine.wait_until_booted(ready_timeout)
+            slots.release()  # its boot's work is done: the next node starts while SSH is checked
             seconds = machine.wait_until_ready(ready_timeout)
             running_cluster.boot_seconds[machine.name] = round(seconds, 1)
             on_status(machine.name, f"ready in {seconds:.0f} s")
