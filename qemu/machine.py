@@ -22,7 +22,7 @@ from qemu.qmp.legacy import QEMUMonitorProtocol
 
 from imgbuild.builder.bootargs import disk_cmdline
 from imgbuild.errors import UserError
-from imgbuild.qemu.accel import Accel, qemu_args
+from imgbuild.qemu.accel import Accel, kernel_args, qemu_args
 from imgbuild.qemu.rootshell import RootShell
 
 QEMU = "qemu-system-x86_64"
@@ -107,7 +107,8 @@ class Machine:
                 "-drive", f"if=pflash,format=raw,unit=1,file={self.efi_vars}",
             ]  # fmt: skip
         if boot.kernel:
-            firmware += ["-kernel", str(boot.kernel), "-initrd", str(boot.initrd), "-append", disk_cmdline()]
+            cmdline = " ".join([disk_cmdline(), *kernel_args(self.accel)])
+            firmware += ["-kernel", str(boot.kernel), "-initrd", str(boot.initrd), "-append", cmdline]
         # Explicit devices in this order: the disk is vda and the first thing the firmware boots.
         disks = []
         if boot.image:
