@@ -24,7 +24,6 @@ def test_boot_slots(monkeypatch, accel, cores, cpus, slots):
     assert boot_slots(Cluster(), accel, cpus) == slots
 
 
-
 @pytest.mark.parametrize(("accel", "randomised"), [("tcg", False), ("kvm", True)])
 def test_emulated_direct_kernel_boots_go_without_address_randomisation(tmp_path, accel, randomised):
     """Under TCG it made every process start translate its libraries again (qemu/accel.py)."""
