@@ -1,0 +1,57 @@
+"""The probe's arithmetic on synthetic samples: outage windows and a drill's figures."""
+
+from __future__ import annotations
+
+import math
+
+from imgbuild.verify.client import failure_windows, figures, outage
+
+
+def probe(pattern: str, start: float = 0.0, step: float = 0.05, channel: str = "new") -> list[tuple[float, float, bool, str | None, str]]:
+    """Rows every step seconds: '.' a success, 'x' a failure."""
+    return [(start + i * step, 0.01, c == ".", "webserver1" if c == "." else None, channel) for i, c in enumerate(pattern)]
+
+
+def test_no_failure_is_no_outage():
+    assert failure_windows(probe("....")) == []
+    assert outage(probe("....")) == 0.0
+
+
+def test_outage_runs_from_first_failure_to_first_success_after_it():
+    rows = probe("..xxxx..")
+    assert failure_windows(rows) == [(0.1, 0.30000000000000004)]
+    assert math.isclose(outage(rows), 0.2)
+
+
+def test_separate_windows_and_the_first_is_the_outage():
+    rows = probe(".xx..x.")
+    windows = failure_windows(rows)
+    assert len(windows) == 2
+    assert math.isclose(outage(rows), 0.1)
+
+
+def test_no_recovery_is_an_infinite_outage():
+    assert failure_windows(probe("..xx")) == [(0.1, math.inf)]
+    assert outage(probe("..xx")) == math.inf
+
+
+def test_rows_in_any_order_and_other_channels_ignored():
+    rows = probe("..xx..")[::-1] + probe("xxxxxx", channel="keepalive-0")
+    assert math.isclose(outage(rows), 0.1)
+
+
+def test_figures_count_from_the_fault_on():
+    rows = probe("x..xxx..") + probe(".x.", channel="keepalive-1")
+    download = [(0.0, 100), (0.2, 100), (0.4, 100), (0.9, 50)]
+    seen = figures(rows, download, broken=1, download_error=None, since=0.05)
+    assert (seen.failed, seen.total, seen.windows) == (3, 7, 1)  # the failure before the fault is not counted
+    assert math.isclose(seen.outage_s, 0.15)
+    assert (seen.keepalive_requests, seen.keepalive_failed, seen.keepalive_broken) == (2, 1, 1)
+    assert seen.download_bytes_after_recovery == 150  # after 0.3 s, when new connections succeeded again
+    assert seen.as_dict()["outage_s"] == 0.15
+
+
+def test_figures_of_a_drill_that_never_recovered():
+    seen = figures(probe(".xx"), [(0.01, 10)], broken=0, download_error="reset", since=0.0)
+    assert seen.outage_s == math.inf and seen.as_dict()["outage_s"] == math.inf
+    assert seen.download_error == "reset"
