@@ -1,4 +1,4 @@
-"""One QEMU node, driven like the NixOS test driver: start, wait_for_*, succeed, fail, power_off.
+"""One QEMU node, driven like the NixOS test driver: start, wait_for_*, succeed, fail, crash, block.
 
 Console goes to a log file, control to QMP (qemu.qmp), commands to SSH (paramiko).
 """
@@ -79,10 +79,12 @@ class Machine:
         address: str | None = None,
         ssh_user: str = "admin",
         ssh_key: Path | None = None,
+        links: tuple[tuple[str, str], ...] = (),
     ) -> None:
         self.name, self.boot, self.workdir, self.accel = name, boot, workdir, accel
         self.memory_mb, self.cpus, self.mac, self.tap = memory_mb, cpus, mac, tap
         self.address, self.ssh_user, self.ssh_key = address, ssh_user, ssh_key
+        self.links = links  # further NICs as (tap, MAC): n1, n2, ... in this order
         self.console = workdir / f"{name}.console.log"
         self.overlay = workdir / f"{name}.qcow2"
         self.efi_vars = workdir / f"{name}.efivars.fd"
@@ -119,6 +121,8 @@ class Machine:
         if self.tap:
             pxe = "" if boot.image or boot.kernel else ",bootindex=1"
             net = ["-netdev", f"tap,id=n0,ifname={self.tap},script=no,downscript=no", "-device", f"virtio-net-pci,netdev=n0,mac={self.mac}{pxe}"]
+            for index, (tap, mac) in enumerate(self.links, start=1):
+                net += ["-netdev", f"tap,id=n{index},ifname={tap},script=no,downscript=no", "-device", f"virtio-net-pci,netdev=n{index},mac={mac}"]
         return [
             QEMU, "-name", self.name, "-machine", "q35", *qemu_args(self.accel),
             "-m", str(self.memory_mb), "-smp", str(self.cpus),
@@ -181,7 +185,7 @@ class Machine:
         finally:
             monitor.close()
 
-    def power_off(self) -> None:
+    def crash(self) -> None:
         """Pull the plug: QEMU exits at once, the guest gets no chance to shut down."""
         self.close_ssh()
         try:
@@ -191,12 +195,12 @@ class Machine:
         if self.process is not None:
             self.process.wait(timeout=30)
 
-    def set_link(self, up: bool) -> None:
-        self.qmp("set_link", name="n0", up=up)
+    def block(self, nic: int = 0) -> None:
+        """Unplug a NIC's cable (0: the first, the cluster's segment); the node runs on."""
+        self.qmp("set_link", name=f"n{nic}", up=False)
 
-    def reset(self) -> None:
-        self.close_ssh()
-        self.qmp("system_reset")
+    def unblock(self, nic: int = 0) -> None:
+        self.qmp("set_link", name=f"n{nic}", up=True)
 
     # -- console -----------------------------------------------------------------------------
 
@@ -303,7 +307,11 @@ class Machine:
             time.sleep(1)
 
     def wait_for_unit(self, unit: str, timeout: float = 60) -> None:
-        self.wait_until_succeeds(f"systemctl is-active --quiet {shlex.quote(unit)}", timeout)
+        """Wait until unit is active; a unit that failed ends the wait at once."""
+        quoted = shlex.quote(unit)
+        state = self.wait_until_succeeds(f"s=$(systemctl is-active {quoted}); echo $s; [ $s = active ] || [ $s = failed ]", timeout).strip()
+        if state != "active":
+            raise NodeFailed(f"{self.name}: unit {unit} {state}:\n{self.execute(f'systemctl status --no-pager -n 20 {quoted}')[1]}")
 
     def finished_booting(self) -> bool:
         """Non-blocking and free for the guest: cloud-init announced its end on this boot's console."""
