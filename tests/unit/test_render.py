@@ -48,7 +48,7 @@ def test_seed_values_in_balancer_files():
                  "respawn hacluster /usr/libexec/heartbeat/ipfail", "apiauth ipfail gid=haclient uid=hacluster"):  # fmt: skip
         assert line in ha.splitlines()
     ld = files["/etc/ha.d/ldirectord.cf"]["content"]
-    for line in ("real=192.168.0.101:80 gate", "real=192.168.0.102:80 gate", 'receive="Test Page"', "scheduler=rr", "quiescent=yes"):
+    for line in ("real=192.168.0.101:80 gate", "real=192.168.0.102:80 gate", 'receive="Test Page"', "scheduler=rr", "quiescent=no"):
         assert line in ld
     assert files["/etc/ha.d/authkeys"]["mode"] == "0600"
     assert files["/etc/ha.d/authkeys"]["content"] == f"auth 3\n3 sha1 {SECRETS.authkeys}\n"
