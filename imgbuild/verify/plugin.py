@@ -45,6 +45,7 @@ class ClusterPlugin:
     def __init__(self, cluster: RunningCluster, report_dir: Path) -> None:
         self.running, self.report_dir = cluster, report_dir
         self.measurements: dict[str, Any] = {}
+        self.drills: list[dict[str, Any]] = []  # each drill's figures and timeline (imgbuild.verify.drill)
         self.results: list[dict[str, Any]] = []
         self._hosts: dict[str, Any] = {}
 
@@ -104,6 +105,11 @@ def cluster(request: pytest.FixtureRequest) -> RunningCluster:
 @pytest.fixture(scope="session")
 def report(request: pytest.FixtureRequest) -> dict[str, Any]:
     return _plugin(request).measurements
+
+
+@pytest.fixture(scope="session")
+def drills(request: pytest.FixtureRequest) -> list[dict[str, Any]]:
+    return _plugin(request).drills
 
 
 @pytest.fixture

@@ -35,4 +35,4 @@ def run_checks(cluster: RunningCluster, report_dir: Path, keyword: str | None = 
     # pytest reports on stdout; keep stdout for the --json report.
     with contextlib.redirect_stdout(sys.stderr):
         exit_code = pytest.main(args, plugins=[plugin])
-    return {"exit_code": int(exit_code), "checks": plugin.results, "measurements": plugin.measurements}
+    return {"exit_code": int(exit_code), "checks": plugin.results, "measurements": plugin.measurements, "drills": plugin.drills}

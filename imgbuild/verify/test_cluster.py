@@ -17,13 +17,16 @@ import time
 import pytest
 
 from imgbuild.model import Role
-from imgbuild.verify.client import OutageProbe, SlowDownload, spread, who_answers
+from imgbuild.verify.client import spread, who_answers
+from imgbuild.verify.drill import drill
 
 IPVS_MODULES = "ip_vs ip_vs_dh ip_vs_ftp ip_vs_lblc ip_vs_lblcr ip_vs_lc ip_vs_nq ip_vs_rr ip_vs_sed ip_vs_sh ip_vs_wlc ip_vs_wrr".split()
 LDIRECTORD_PID = "/var/run/ldirectord.ldirectord.cf.pid"  # $RUNPID.$CFGNAME.pid, CFGNAME as haresources names it
 # As `ldirectord ldirectord.cf status` decides (its pid file names a live ldirectord), without the
 # ten seconds its Perl start costs per balancer under emulation.
 LDIRECTORD_RUNNING = f"kill -0 $(cat {LDIRECTORD_PID}) && ps -o comm= -p $(cat {LDIRECTORD_PID})"
+# What issue #14 asks of a balancer's power loss; heartbeat v1 does not reach it yet (README, notes).
+OUTAGE_BOUND_S = 2.0
 ARP_SYSCTLS = {
     "net.ipv4.conf.all.arp_ignore": 1,
     "net.ipv4.conf.eth0.arp_ignore": 1,
@@ -208,45 +211,33 @@ def test_round_robin_spread(cluster, vip_url, report):
 # -- drills -------------------------------------------------------------------------------------
 
 
-def test_drill_balancer_failover(cluster, vip_url, report, balancer_return):
-    """Power the active balancer off: the VIP moves, HTTP recovers, and a long download survives.
-    Then the failed balancer boots again, watched while the next drills run."""
-    model = cluster.model
-    net = model.network
+def test_drill_balancer_failover(cluster, report, drills, balancer_return):
+    """Power the active balancer off under client load: the VIP moves, new connections recover,
+    the persistent connections and the long download survive (connection sync). Then the failed
+    balancer boots again, watched while the next drills run."""
+    net = cluster.model.network
     active = active_balancer(cluster)
     standby = next(m for m in cluster.role(Role.loadbalancer) if m is not active)
     for web in cluster.role(Role.webserver):
         web.succeed("truncate -s 256M /var/www/html/big.bin")  # sparse: no time spent writing zeros
-    # Let the sync daemon replicate the connection before the plug is pulled.
-    download = SlowDownload(str(net.vip), "/big.bin")
-    download.start()
-    time.sleep(3)
-    probe = OutageProbe(vip_url)
-    probe.start()
-    time.sleep(1)
-    cut = time.monotonic()
-    active.power_off()
-    try:
-        standby.wait_until_succeeds(f"ip -4 -o addr show dev {net.interface} | grep -q 'inet {net.vip}/'", timeout=120)
-        report["vip_moved_s"] = round(time.monotonic() - cut, 1)
-        deadline = time.monotonic() + 60
-        while who_answers(vip_url) is None and time.monotonic() < deadline:
-            time.sleep(0.2)
-        recovered = time.monotonic()
-        # TCP backs off while the VIP is away: give the download up to a minute to flow again.
-        while download.bytes_after(recovered) == 0 and download.error is None and time.monotonic() < recovered + 60:
-            time.sleep(0.5)
-    finally:
-        probe.stop()
-        download.stop()
-        balancer_return.start(returning=active, holder=standby)
-    outage = probe.outage()
-    report["failover_outage_s"] = round(outage, 1)
-    report["failover_outage_goal_s"] = 3.0
-    report["long_download_bytes_after_recovery"] = download.bytes_after(recovered)
-    assert outage != float("inf"), "HTTP through the VIP never came back"
-    assert download.error is None, download.error
-    assert download.bytes_after(recovered) > 0, "the long-lived connection stalled after the failover"
+    # 3 s of traffic first: the sync daemon replicates the connections before the plug is pulled.
+    with drill(cluster, drills, "a-power-loss-active", f"Power loss of the active balancer ({active.name})", bound_s=OUTAGE_BOUND_S,
+               baseline=3.0) as d:  # fmt: skip
+        try:
+            d.fault(f"power off {active.name}", active.crash)
+            report["vip_moved_s"] = round(d.until(lambda: holds_vip(standby, str(net.vip), net.interface), f"{standby.name} holds the VIP", 120), 2)
+            d.recovered()
+        finally:
+            balancer_return.start(returning=active, holder=standby)
+    seen = d.figures
+    report["failover_outage_s"] = round(seen.outage_s, 2)
+    report["failover_outage_bound_s"] = OUTAGE_BOUND_S
+    report["failover_failed_requests"] = f"{seen.failed}/{seen.total}"
+    report["long_download_bytes_after_recovery"] = seen.download_bytes_after_recovery
+    report["keepalive_broken"] = seen.keepalive_broken
+    assert seen.outage_s != float("inf"), "HTTP through the VIP never came back"
+    assert seen.download_error is None, seen.download_error
+    assert seen.download_bytes_after_recovery > 0, "the long-lived connection stalled after the failover"
     assert "running" in standby.succeed("/etc/ha.d/resource.d/LVSSyncDaemonSwap master status")
 
 
@@ -397,3 +388,36 @@ def test_drill_failed_balancer_returns_as_standby(balancer_return, report):
     assert holds_vip(holder, watch.vip, watch.interface) and not holds_vip(returning, watch.vip, watch.interface)
     returning.wait_for_unit("heartbeat", timeout=60)
     assert "stopped" in returning.succeed("/etc/ha.d/resource.d/LVSSyncDaemonSwap master status")
+
+
+def test_drill_webserver_power_loss(cluster, report, drills):
+    """Last, since the node stays down: a web server loses power under client load. ldirectord
+    takes it out of rotation within check_interval + check_timeout, and from then on no new
+    connection fails (quiescent=no and expire_nodest_conn: IPVS forgets the dead server's
+    connections instead of reusing them for a client's recycled port)."""
+    net, lb = cluster.model.network, cluster.model.balancer
+    webs = cluster.model.by_role(Role.webserver)
+    if len(webs) < 2:
+        pytest.skip("needs a second web server to take the traffic")
+    active = active_balancer(cluster)
+    victim = webs[-1]
+    active.wait_until_succeeds(scheduled(net, lb, webs), timeout=60)
+    bound = float(lb.check_interval + lb.check_timeout)
+
+    def out_of_rotation() -> bool:
+        return real_servers(active, str(net.vip), lb.port).get(str(victim.address), ("", 0))[1] == 0
+
+    with drill(cluster, drills, "f-power-loss-webserver", f"Power loss of a web server ({victim.name})", bound_s=bound,
+               bounded="out_of_rotation_s", download=None) as d:  # fmt: skip
+        d.fault(f"power off {victim.name}", cluster.machine(victim).crash)
+        detected = d.until(out_of_rotation, f"{victim.name} out of rotation", timeout=bound + 30)
+        d.extra["out_of_rotation_s"] = round(detected, 2)
+        removed = time.monotonic()
+        time.sleep(3.0)  # every new connection from here on must succeed
+    late = [r for r in d.traffic.requests if r[4] == "new" and r[0] > removed]
+    d_failed_after = sum(not r[2] for r in late)
+    report["webserver_out_of_rotation_s"] = round(detected, 2)
+    report["webserver_failed_after_removal"] = f"{d_failed_after}/{len(late)}"
+    drills[-1]["figures"]["failed_after_removal"] = d_failed_after
+    assert detected <= bound, f"{victim.name} out of rotation after {detected:.2f} s, bound check_interval + check_timeout = {bound:.0f} s"
+    assert late and d_failed_after == 0, f"{d_failed_after} of {len(late)} new connections failed after {victim.name} left the table"

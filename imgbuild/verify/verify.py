@@ -20,6 +20,7 @@ from imgbuild.qemu import accel as accel_mod
 from imgbuild.qemu.machine import NodeFailed, require_qemu
 from imgbuild.verify import cluster as cluster_mod
 from imgbuild.verify.run import run_checks
+from imgbuild.verify.timeline import report_html
 
 
 def _kept_path(cluster: Cluster) -> Path:
@@ -97,10 +98,11 @@ def verify(
             if keep:
                 ui.err.print(f"cluster kept: `ip netns exec {running.netns_name} ssh -i {ssh_key} {cluster.admin.user}@ADDRESS`")
     except NodeFailed as err:
-        report.update(exit_code=1, checks=[{"check": "boot", "outcome": "failed", "seconds": 0, "detail": str(err)}], measurements={})
+        report.update(exit_code=1, checks=[{"check": "boot", "outcome": "failed", "seconds": 0, "detail": str(err)}], measurements={}, drills=[])
         ui.err.print(f"[red]{escape(str(err))}[/]", highlight=False)
     report["total_seconds"] = round(time.monotonic() - started, 1)
     (report_dir / "report.json").write_text(json.dumps(report, indent=2, default=str) + "\n")
+    html = report_html(report, report_dir)  # a timeline picture per drill, linked from one page
     ui.err.print(summary(report))
-    ui.err.print(f"report: {report_dir}/report.json, JUnit: {report_dir}/junit.xml; total {report['total_seconds']:.0f} s")
+    ui.err.print(f"report: {report_dir}/report.json, {html.name}, JUnit: {report_dir}/junit.xml; total {report['total_seconds']:.0f} s")
     return report

@@ -35,7 +35,7 @@ def test_every_required_check_ran(verify_report):
                  "test_ldirectord_only_on_active", "test_ipvs_table", "test_ha_messages_reach_the_journal", "test_connection_sync_roles", "test_apache_and_check_page",
                  "test_vip_on_loopback_and_arp_sysctls", "test_vip_answered_by_active_balancer_only", "test_round_robin_spread",
                  "test_drill_apache_down_and_back", "test_drill_persistence", "test_drill_balancer_failover",
-                 "test_drill_failed_balancer_returns_as_standby"):  # fmt: skip
+                 "test_drill_failed_balancer_returns_as_standby", "test_drill_webserver_power_loss"):  # fmt: skip
         assert name in ran, name
 
 
@@ -45,8 +45,17 @@ def test_report_files_and_figures(verify_report):
     assert int(suite.find("testsuite").get("tests") if suite.tag == "testsuites" else suite.get("tests")) >= 20
     assert set(verify_report["boot_seconds"]) == {"webserver1", "webserver2", "loadb1", "loadb2"}
     measured = verify_report["measurements"]
-    for figure in ("failover_outage_s", "vip_moved_s", "apache_down_detected_s", "rr_spread"):
+    for figure in ("failover_outage_s", "vip_moved_s", "apache_down_detected_s", "rr_spread", "webserver_out_of_rotation_s"):
         assert figure in measured, figure
+    drills = {d["name"]: d for d in verify_report["drills"]}
+    assert set(drills) == {"a-power-loss-active", "f-power-loss-webserver"}, set(drills)
+    for name, drill in drills.items():
+        # the client ran at 20 Hz for the whole drill: figures at 50 ms resolution
+        starts = sorted(r[0] for r in drill["requests"] if r[4] == "new")
+        assert len(starts) >= 20 * (starts[-1] - starts[0]) * 0.8, (name, len(starts))
+        assert {r[4] for r in drill["requests"]} >= {"new", "keepalive-0", "keepalive-3"}, name
+        assert (report_dir / f"drill-{name}.png").stat().st_size > 5000
+        assert f'src="drill-{name}.png"' in (report_dir / "report.html").read_text()
     assert (report_dir / "loadb1.console.log").stat().st_size > 0
 
 

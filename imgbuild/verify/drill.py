@@ -1,0 +1,114 @@
+"""A fault drill as a runbook step: traffic runs around the fault, figures and a timeline come out.
+
+    with drill(cluster, drills, "a-power-loss-active", "Power loss of the active balancer", bound_s=2.0) as d:
+        d.fault(f"power off {active.name}", active.crash)
+        d.until(lambda: holds_vip(standby), "the standby holds the VIP", timeout=60)
+    assert d.figures.outage_s <= d.bound_s
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import Any
+
+from imgbuild.model import Role
+from imgbuild.verify.client import Figures, Traffic, arp_owner
+from imgbuild.verify.cluster import RunningCluster
+
+
+def until(predicate: Callable[[], bool], what: str, timeout: float, interval: float = 0.2) -> float:
+    """Retry predicate until it holds or the deadline passes; returns the seconds it took."""
+    started = time.monotonic()
+    while not predicate():
+        if time.monotonic() - started > timeout:
+            raise AssertionError(f"not within {timeout:.0f} s: {what}")
+        time.sleep(interval)
+    return time.monotonic() - started
+
+
+@dataclass
+class Drill:
+    name: str
+    title: str
+    bound_s: float | None
+    traffic: Traffic
+    bounded: str = "outage_s"  # the figure bound_s is for
+    fault_at: float | None = None
+    heal_at: float | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+    figures: Figures | None = None
+
+    def fault(self, what: str, act: Callable[[], None]) -> None:
+        self.fault_at = self.traffic.mark(what)
+        act()
+
+    def heal(self, what: str, act: Callable[[], None]) -> None:
+        self.heal_at = self.traffic.mark(what)
+        act()
+
+    def until(self, predicate: Callable[[], bool], what: str, timeout: float) -> float:
+        """Wait for what; the moment it held goes on the timeline. Returns seconds since the fault."""
+        until(predicate, what, timeout)
+        return self.traffic.mark(what) - (self.fault_at or self.traffic.started)
+
+    def recovered(self, timeout: float = 60) -> None:
+        """Wait (bounded) until new connections succeed again and the long download flows after it."""
+        self.until(lambda: _succeeded_since(self.traffic, self.fault_at), "new connections succeed", timeout)
+        back = time.monotonic()
+        # TCP backs off while the VIP is away: give the download up to a minute to flow again.
+        if self.traffic.download:
+            self.until(lambda: _flows(self.traffic, back), "the long download flows", timeout)
+        time.sleep(1.0)  # a tail of good requests after recovery, for the picture and the figures
+
+    def record(self) -> dict[str, Any]:
+        rel = self.traffic.started
+        return {
+            "name": self.name,
+            "title": self.title,
+            "bound_s": self.bound_s,
+            "fault_at": None if self.fault_at is None else round(self.fault_at - rel, 3),
+            "heal_at": None if self.heal_at is None else round(self.heal_at - rel, 3),
+            "figures": {
+                **(self.figures.as_dict() if self.figures else {}),
+                "keepalive_errors": ", ".join(f"{k} {n}" for k, n in sorted(self.traffic.errors.items())) or None,
+                **self.extra,
+            },
+            **self.traffic.timeline(),
+        }
+
+
+def _flows(traffic: Traffic, moment: float) -> bool:
+    """The download received bytes after moment, or ended (its error is reported by the drill)."""
+    slow = traffic.slow
+    return slow is None or slow.error is not None or slow.bytes_after(moment) > 0
+
+
+def _succeeded_since(traffic: Traffic, moment: float | None) -> bool:
+    """A new connection started after the last failure (and after moment) succeeded."""
+    rows = sorted(r for r in traffic.requests if r[4] == "new" and (moment is None or r[0] > moment))
+    failed = [r[0] for r in rows if not r[2]]
+    return any(r[2] and r[0] > (failed[-1] if failed else 0.0) for r in rows)
+
+
+@contextmanager
+def drill(cluster: RunningCluster, drills: list[dict[str, Any]], name: str, title: str, bound_s: float | None,
+          baseline: float = 1.5, bounded: str = "outage_s", **traffic: Any) -> Iterator[Drill]:  # fmt: skip
+    """Run the body under client traffic; record the drill (also when the body fails)."""
+    net, lb = cluster.model.network, cluster.model.balancer
+    macs = {m.mac: m.name for m in cluster.role(Role.loadbalancer) if m.mac}
+    client = Traffic(str(net.vip), lb.port, owner=arp_owner(str(net.vip), macs), **traffic)
+    client.start()
+    d = Drill(name, title, bound_s, client, bounded)
+    try:
+        time.sleep(baseline)  # good requests before the fault
+        yield d
+    finally:
+        client.stop()
+        d.figures = client.figures(since=d.fault_at)
+        record = d.record()
+        figure = record["figures"].get(bounded)
+        record["passed"] = bound_s is None or (figure is not None and figure <= bound_s)
+        drills.append(record)
