@@ -1,0 +1,121 @@
+"""The LVSDirector resource script against stub commands in a scratch root: start order, and the
+make-before-break stop (the VIP and the table stay until another node answers for the VIP)."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+from pathlib import Path
+
+import pytest
+
+SCRIPT = Path(__file__).parents[2] / "elements/imgbuild-loadbalancer/static/etc/ha.d/resource.d/LVSDirector"
+SPEC = "192.168.0.105/24/eth0/192.168.0.255"
+SERVICE = "-A -t 192.168.0.105:80 -s rr"
+
+# Stubs keep their state in files of the scratch root and log every call.
+STUBS = {
+    "ip": """
+case "$*" in
+  "-4 -o addr show dev eth0") [ -e "$S/vip" ] && echo "2: eth0    inet 192.168.0.105/24 brd 192.168.0.255 scope global eth0" ;;
+  "addr add "*) touch "$S/vip" ;;
+  "addr del "*) rm "$S/vip" ;;
+esac""",
+    "ipvsadm": """
+case "$1" in
+  -S) cat "$S/table" 2>/dev/null ;;
+  -R) grep -- "^-A" > "$S/table" ;;
+  -D) grep -vF -- "$2 $3 " "$S/table" > "$S/table.new"; mv "$S/table.new" "$S/table" ;;
+esac""",
+    "systemd-run": 'mkdir -p "$S/run/systemd/transient"; touch "$S/run/systemd/transient/imgbuild-vip-release.service"',
+    "systemctl": 'rm -f "$S/run/systemd/transient/imgbuild-vip-release.service"',
+    # DAD: exit 1 (a duplicate: another node answers for the VIP) once $S/peer-has-vip exists
+    "arping": '[ ! -e "$S/peer-has-vip" ]',
+    "logger": "",
+}
+
+
+@pytest.fixture
+def root(tmp_path: Path) -> Path:
+    bin_dir = tmp_path / "bin"
+    for rel in ("bin", "etc/ha.d/resource.d", "usr/libexec/heartbeat", "var/run", "run"):
+        (tmp_path / rel).mkdir(parents=True)
+    stubs = {**STUBS, "etc/ha.d/resource.d/LVSSyncDaemonSwap": "", "etc/ha.d/resource.d/ldirectord": "", "usr/libexec/heartbeat/send_arp": ""}
+    for name, body in stubs.items():
+        path = tmp_path / name if "/" in name else bin_dir / name
+        path.write_text(f'#!/bin/sh\necho "{path.name} $*" >> "$S/calls"\n{body}\n')
+        path.chmod(0o755)
+    (tmp_path / "etc/ha.d/ipvs.rules").write_text(f"{SERVICE}\n-a -t 192.168.0.105:80 -r 192.168.0.110:80 -g -w 1\n")
+    return tmp_path
+
+
+def run(root: Path, action: str) -> str:
+    env = {**os.environ, "PATH": f"{root / 'bin'}:{os.environ['PATH']}", "S": str(root), "LVSDIRECTOR_ROOT": str(root)}
+    result = subprocess.run([str(SCRIPT), SPEC, "ldirectord.cf", action], env=env, capture_output=True, text=True, timeout=10)
+    assert result.returncode == 0, result.stderr
+    return result.stdout
+
+
+def calls(root: Path) -> list[str]:
+    return (root / "calls").read_text().splitlines() if (root / "calls").exists() else []
+
+
+def test_start_moves_the_vip_before_the_slow_parts(root: Path) -> None:
+    run(root, "start")
+    names = [c.split()[0] for c in calls(root)]
+    assert names.index("ipvsadm") < names.index("ip") < names.index("LVSSyncDaemonSwap") < names.index("ldirectord")
+    assert "ip addr add 192.168.0.105/24 brd 192.168.0.255 dev eth0" in calls(root)
+    assert (root / "table").read_text().strip() == SERVICE
+    assert run(root, "status").strip() == "LVSDirector 192.168.0.105 running"
+
+
+def test_stop_keeps_forwarding_until_the_peer_has_the_vip(root: Path) -> None:
+    run(root, "start")
+    assert (root / "run/imgbuild-lvsdirector").read_text().split() == [SPEC, "ldirectord.cf"]
+    ldirectord = subprocess.Popen(["sleep", "30"])
+    (root / "var/run/ldirectord.ldirectord.cf.pid").write_text(f"{ldirectord.pid}\n")
+    run(root, "stop")
+    assert ldirectord.wait(timeout=5) == -9, "ldirectord must die without its cleanup, which empties the table"
+    assert not (root / "var/run/ldirectord.ldirectord.cf.pid").exists()
+    assert (root / "vip").exists() and (root / "table").read_text().strip() == SERVICE
+    scheduled = [c for c in calls(root) if c.startswith("systemd-run")]
+    assert len(scheduled) == 1 and scheduled[0].endswith(f"LVSDirector {SPEC} ldirectord.cf release"), scheduled
+    assert "LVSSyncDaemonSwap master stop" in calls(root)
+    # heartbeat must not take the resource for running while its release is pending
+    assert run(root, "status").strip() == "LVSDirector 192.168.0.105 stopped"
+    (root / "peer-has-vip").touch()
+    run(root, "release")
+    assert not (root / "vip").exists() and (root / "table").read_text() == ""
+    assert not (root / "run/imgbuild-lvsdirector").exists()
+
+
+def test_release_waits_while_no_other_node_answers(root: Path) -> None:
+    run(root, "start")
+    # The peer answers on the third probe: two probes found the VIP free, so this node kept it.
+    (root / "bin/arping").write_text('#!/bin/sh\necho "arping $*" >> "$S/calls"\n[ "$(grep -c ^arping "$S/calls")" -lt 3 ]\n')
+    run(root, "release")
+    assert len([c for c in calls(root) if c.startswith("arping -D")]) == 3
+    assert not (root / "vip").exists()
+
+
+def test_yield_releases_only_to_another_holder(root: Path) -> None:
+    run(root, "start")
+    run(root, "yield")
+    assert (root / "vip").exists(), "nobody else answers for the VIP: this node keeps it"
+    (root / "peer-has-vip").touch()
+    run(root, "yield")
+    assert not (root / "vip").exists() and (root / "table").read_text() == ""
+
+
+def test_start_during_a_pending_release_cancels_it(root: Path) -> None:
+    run(root, "start")
+    run(root, "stop")
+    run(root, "start")
+    assert "systemctl stop imgbuild-vip-release.service" in calls(root)
+    assert run(root, "status").strip() == "LVSDirector 192.168.0.105 running"
+
+
+def test_stop_without_the_vip_schedules_nothing(root: Path) -> None:
+    run(root, "stop")
+    assert not [c for c in calls(root) if c.startswith("systemd-run")]
+    assert run(root, "status").strip() == "LVSDirector 192.168.0.105 stopped"
