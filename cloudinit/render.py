@@ -95,7 +95,9 @@ def render_node(cluster: Cluster, node: Node, secrets: Secrets) -> NodeData:
     )
     return NodeData(
         meta_data=env.get_template("meta-data.j2").render(**ctx, instance_id=instance_id(cluster, node)),
-        network_config=env.get_template("network-config.j2").render(**ctx, mac=cluster.mac(node)),
+        network_config=env.get_template("network-config.j2").render(
+            **ctx, mac=cluster.mac(node), link_mac=cluster.link_mac(node), link_address=cluster.link_address(node)
+        ),
         user_data=user_data,
     )
 

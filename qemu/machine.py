@@ -79,10 +79,12 @@ class Machine:
         address: str | None = None,
         ssh_user: str = "admin",
         ssh_key: Path | None = None,
+        links: tuple[tuple[str, str], ...] = (),
     ) -> None:
         self.name, self.boot, self.workdir, self.accel = name, boot, workdir, accel
         self.memory_mb, self.cpus, self.mac, self.tap = memory_mb, cpus, mac, tap
         self.address, self.ssh_user, self.ssh_key = address, ssh_user, ssh_key
+        self.links = links  # further NICs as (tap, MAC): n1, n2, ... in this order
         self.console = workdir / f"{name}.console.log"
         self.overlay = workdir / f"{name}.qcow2"
         self.efi_vars = workdir / f"{name}.efivars.fd"
@@ -119,6 +121,8 @@ class Machine:
         if self.tap:
             pxe = "" if boot.image or boot.kernel else ",bootindex=1"
             net = ["-netdev", f"tap,id=n0,ifname={self.tap},script=no,downscript=no", "-device", f"virtio-net-pci,netdev=n0,mac={self.mac}{pxe}"]
+            for index, (tap, mac) in enumerate(self.links, start=1):
+                net += ["-netdev", f"tap,id=n{index},ifname={tap},script=no,downscript=no", "-device", f"virtio-net-pci,netdev=n{index},mac={mac}"]
         return [
             QEMU, "-name", self.name, "-machine", "q35", *qemu_args(self.accel),
             "-m", str(self.memory_mb), "-smp", str(self.cpus),
@@ -190,6 +194,14 @@ class Machine:
             pass
         if self.process is not None:
             self.process.wait(timeout=30)
+
+    def block(self, nic: int = 0) -> None:
+        """Pull a NIC's cable (0: the first, the cluster's segment); the VM runs on (the NixOS
+        driver's block)."""
+        self.qmp("set_link", name=f"n{nic}", up=False)
+
+    def unblock(self, nic: int = 0) -> None:
+        self.qmp("set_link", name=f"n{nic}", up=True)
 
     # -- console -----------------------------------------------------------------------------
 

@@ -1,4 +1,5 @@
-"""A private L2 segment: a network namespace with a bridge, one tap per node and a client address.
+"""A private L2 segment: a network namespace with a bridge, one tap per node and a client address,
+and a second bridge for the balancers' heartbeat link.
 
 Nothing of it touches the host's own network; `enter()` moves this process (and
 every QEMU, SSH and HTTP client it starts) into the namespace.
@@ -21,6 +22,7 @@ from imgbuild.errors import UserError
 
 PREFIX = "imgbuild-"
 BRIDGE = "br0"
+LINK_BRIDGE = "br1"  # the balancers' heartbeat link: a segment of its own, no client on it
 _CLONE_NEWNET = 0x40000000
 
 
@@ -50,9 +52,9 @@ class Segment:
     taps: list[str] = field(default_factory=list)
     kept: bool = False  # set to leave the namespace behind on exit (`verify --keep`)
 
-    def add_tap(self, tap: str) -> str:
+    def add_tap(self, tap: str, bridge: str = BRIDGE) -> str:
         _ip("tuntap", "add", "dev", tap, "mode", "tap", netns=self.name)
-        _ip("link", "set", tap, "master", BRIDGE, "up", netns=self.name)
+        _ip("link", "set", tap, "master", bridge, "up", netns=self.name)
         self.taps.append(tap)
         return tap
 
@@ -79,6 +81,8 @@ def segment(name: str, subnet: IPv4Network, client: IPv4Address) -> Iterator[Seg
         _ip("link", "add", BRIDGE, "type", "bridge", "stp_state", "0", "mcast_snooping", "0", netns=name)
         _ip("addr", "add", f"{client}/{subnet.prefixlen}", "dev", BRIDGE, netns=name)
         _ip("link", "set", BRIDGE, "up", netns=name)
+        _ip("link", "add", LINK_BRIDGE, "type", "bridge", "stp_state", "0", "mcast_snooping", "0", netns=name)
+        _ip("link", "set", LINK_BRIDGE, "up", netns=name)
         yield seg
     finally:
         if not seg.kept:

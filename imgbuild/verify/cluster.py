@@ -52,12 +52,16 @@ def boot_spec(node: Node, images: Path, seeds: Path, seed_name: str = NOCLOUD_IS
     )
 
 
-def node_machine(cluster: Cluster, node: Node, boot: BootSpec, workdir: Path, accel: Accel, tap: str, ssh_key: Path, name: str | None = None, **size: int) -> Machine:
-    """A QEMU machine for one node of the cluster: its MAC on tap, its address, the admin's login.
+def node_machine(cluster: Cluster, node: Node, boot: BootSpec, workdir: Path, accel: Accel, segment: netns.Segment, tap: str, ssh_key: Path,
+                 name: str | None = None, **size: int) -> Machine:  # fmt: skip
+    """A QEMU machine for one node of the cluster: its MAC on a tap of segment named tap, its
+    address, the admin's login, and a balancer's heartbeat-link NIC (n1) on the link bridge.
     size: memory_mb and cpus, when not Machine's defaults."""
+    link_mac = cluster.link_mac(node)
+    links = ((segment.add_tap(f"{tap}l", netns.LINK_BRIDGE), link_mac),) if link_mac else ()
     return Machine(
-        name or node.name, boot, workdir, accel, mac=cluster.mac(node), tap=tap,
-        address=str(node.address), ssh_user=cluster.admin.user, ssh_key=ssh_key, **size,
+        name or node.name, boot, workdir, accel, mac=cluster.mac(node), tap=segment.add_tap(tap),
+        address=str(node.address), ssh_user=cluster.admin.user, ssh_key=ssh_key, links=links, **size,
     )  # fmt: skip
 
 
@@ -102,8 +106,7 @@ def running(
         stack.callback(lambda: [m.cleanup() for m in machines.values()])
         for index, node in enumerate(cluster.nodes):
             spec = boot_spec(node, images, seeds)
-            tap = segment.add_tap(f"tap{index}")
-            machines[node.name] = node_machine(cluster, node, spec, workdir, accel, tap, ssh_key, memory_mb=memory_mb, cpus=cpus)
+            machines[node.name] = node_machine(cluster, node, spec, workdir, accel, segment, f"tap{index}", ssh_key, memory_mb=memory_mb, cpus=cpus)
         started = time.monotonic()
         running_cluster = RunningCluster(cluster, machines, client, workdir, ssh_key, accel, netns_name=name)
 

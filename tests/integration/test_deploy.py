@@ -63,8 +63,8 @@ def _firmware_boot(images: Path, seeds: Path, seg: netns.Segment, workdir: Path,
     size = manifest["artefacts"]["disk-qcow2"]["virtual_bytes"] + GIB  # a flavour's disk, bigger than the image
     spec = BootSpec(artefact(images, node.role, "disk-qcow2"), seed_dir(seeds, node) / CONFIG_DRIVE_ISO, firmware=firmware, disk_size=size)
     key, _ = state.admin_key(CLUSTER.name)
-    tap = seg.add_tap(f"tap-{firmware[0]}{name[-1]}{name[0]}")
-    machine = node_machine(CLUSTER, node, spec, workdir, choose("auto")[0], tap, key, name=f"{firmware}-{name}", memory_mb=512)
+    tap = f"tap-{firmware[0]}{name[-1]}{name[0]}"
+    machine = node_machine(CLUSTER, node, spec, workdir, choose("auto")[0], seg, tap, key, name=f"{firmware}-{name}", memory_mb=512)
     machine.start()
     try:
         seconds = machine.wait_until_ready(timeout=500)
@@ -141,7 +141,7 @@ def test_pxe_boot_from_served_tree(pxe_server, test_env, tmp_path, monkeypatch, 
     with urllib.request.urlopen(f"http://{CLUSTER.pxe_server()}:{CLUSTER.pxe.http_port}/boot.ipxe", timeout=10) as reply:
         assert reply.read().startswith(b"#!ipxe")
     key, _ = state.admin_key(CLUSTER.name)
-    machine = node_machine(CLUSTER, node, BootSpec(image=None), tmp_path, choose("auto")[0], seg.add_tap("tap-pxe"), key, name="pxe-webserver2", memory_mb=1024)
+    machine = node_machine(CLUSTER, node, BootSpec(image=None), tmp_path, choose("auto")[0], seg, "tap-pxe", key, name="pxe-webserver2", memory_mb=1024)
     machine.start()
     try:
         figures["pxe_boot_to_ready_s"] = {"webserver2": round(machine.wait_until_ready(timeout=500), 1)}

@@ -22,8 +22,14 @@ def test_default_is_the_seed_cluster():
     ]
     assert str(c.network.vip) == "192.168.0.105"
     assert c.balancer.scheduler == "rr" and not c.balancer.quiescent  # the seed says yes: see the model
-    assert (c.balancer.check_interval, c.balancer.check_timeout) == (1, 2)  # the seed: 2, 10
+    assert (c.balancer.check_interval, c.balancer.check_timeout) == (1, 1)  # the seed: 2, 10
     assert not c.heartbeat.auto_failback and c.heartbeat.auth_method == "sha1"
+    # the second heartbeat path: one address and one NIC per balancer, none for web servers
+    assert [(str(c.link_address(n)), c.link_mac(n)) for n in c.by_role(model.Role.loadbalancer)] == [
+        ("10.255.255.1", "52:56:0a:ff:ff:01"),
+        ("10.255.255.2", "52:56:0a:ff:ff:02"),
+    ]
+    assert c.link_address(c.node("webserver1")) is None
 
 
 def test_init_file_round_trips_to_the_default():
@@ -44,6 +50,9 @@ def test_init_file_round_trips_to_the_default():
         ({"balancer": {"persistence": 0}}, "balancer.persistence"),
         ({"nodes": [{"name": "Bad_Name", "role": "webserver", "address": "192.168.0.1"}]}, "nodes[0].name: not a valid hostname"),
         ({"colour": "red"}, "colour: unknown key"),
+        ({"heartbeat": {"link": {"interface": "eth0"}}}, "heartbeat.link.interface eth0 is network.interface"),
+        ({"heartbeat": {"link": {"subnet": "192.168.0.0/30"}}}, "overlaps network.subnet 192.168.0.0/24"),
+        ({"heartbeat": {"link": {"subnet": "10.9.9.0/31"}}}, "fewer than two host addresses"),
         ({"balancer": {"port": 80, "sheduler": "rr"}}, "balancer.sheduler: unknown key"),
     ],
 )

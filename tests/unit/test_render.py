@@ -44,7 +44,7 @@ def test_seed_values_in_balancer_files():
         "-a -t 192.168.0.105:80 -r 192.168.0.102:80 -g -w 1\n"
     )
     ha = files["/etc/ha.d/ha.cf"]["content"]
-    for line in ("logfacility local0", "bcast eth0", "auto_failback off", "node loadb1", "node loadb2",
+    for line in ("logfacility local0", "bcast eth0 eth1", "auto_failback off", "node loadb1", "node loadb2",
                  "respawn hacluster /usr/libexec/heartbeat/ipfail", "apiauth ipfail gid=haclient uid=hacluster"):  # fmt: skip
         assert line in ha.splitlines()
     ld = files["/etc/ha.d/ldirectord.cf"]["content"]
@@ -59,7 +59,10 @@ def test_seed_values_in_balancer_files():
     [
         ({"balancer": {"persistence": 300}}, "persistent=300"),
         ({"balancer": {"scheduler": "wlc"}}, "scheduler=wlc"),
-        ({"heartbeat": {"transports": ["mcast", "ucast"]}}, "mcast eth0 225.0.0.1 694 1 0\nucast eth0 192.168.0.103\nucast eth0 192.168.0.104"),
+        ({"heartbeat": {"transports": ["mcast", "ucast"]}},
+         "mcast eth0 225.0.0.1 694 1 0\nmcast eth1 225.0.0.1 694 1 0\nucast eth0 192.168.0.103\nucast eth0 192.168.0.104\nucast eth1 10.255.255.1\nucast eth1 10.255.255.2"),
+        ({"heartbeat": {"link": {"enabled": False}}}, "bcast eth0\n"),
+        ({"heartbeat": {"link": {"interface": "ens5", "subnet": "172.31.0.0/29"}}}, "bcast eth0 ens5\n"),
         ({"heartbeat": {"auto_failback": True}}, "auto_failback on"),
         ({"heartbeat": {"auth_method": "md5"}}, "3 md5 "),
     ],
