@@ -3,12 +3,15 @@
     .venv/bin/python bench/run.py build    # -> bench/results/build.json
     .venv/bin/python bench/run.py verify [reports/verify-*/report.json]   # -> bench/results/verify.json
     .venv/bin/python bench/run.py deploy [build/test]   # -> bench/results/deploy.json, from the test suite's run
+    .venv/bin/python bench/run.py faults [ROUNDS | reports/verify-*/report.json]   # -> bench/results/faults.json
 """
 
 from __future__ import annotations
 
 import json
 import os
+import re
+import statistics
 import shutil
 import subprocess
 import sys
@@ -75,6 +78,48 @@ def bench_verify(scratch: Path, existing: Path | None) -> dict:
     }
 
 
+def fault_matrix(report: dict) -> dict:
+    """Per drill (rounds folded: `b-second-failover-r3` is b-second-failover): outage p50/max,
+    failed requests, and how many rounds passed their bound."""
+    rounds: dict[str, list[dict]] = {}
+    for drill in report.get("drills", []):
+        rounds.setdefault(re.sub(r"-r\d+$", "", drill["name"]), []).append(drill)
+    matrix = {}
+    for name, runs in sorted(rounds.items()):
+        outages = [d["figures"]["outage_s"] for d in runs]
+        bounded = [d["figures"].get(d.get("bounded", "outage_s")) for d in runs]
+        matrix[name] = {
+            "rounds": len(runs),
+            "passed": sum(bool(d["passed"]) for d in runs),
+            "bound_s": runs[0]["bound_s"],
+            "bounded_figure": runs[0].get("bounded", "outage_s"),
+            "bounded_p50": statistics.median(b for b in bounded if b is not None) if any(b is not None for b in bounded) else None,
+            "bounded_max": max((b for b in bounded if b is not None), default=None),
+            "outage_p50_s": statistics.median(outages),
+            "outage_max_s": max(outages),
+            "failed_requests": [f"{d['figures']['failed']}/{d['figures']['total']}" for d in runs],
+        }
+    return matrix
+
+
+def bench_faults(scratch: Path, rounds: int, existing: Path | None) -> dict:
+    """The fault matrix `rounds` times on one booted cluster (imgbuild verify --faults --rounds)."""
+    if existing:
+        report = json.loads(existing.read_text())
+    else:
+        result = subprocess.run([*IMGBUILD, "verify", "--faults", "--rounds", str(rounds), "--reports", str(scratch / "reports"), "--json"],
+                                capture_output=True, text=True)  # fmt: skip
+        report = json.loads(result.stdout)
+    return {
+        "exit_code": report["exit_code"],
+        "accel": report["accel"],
+        "rounds": report.get("rounds"),
+        "verify_total_s": report["total_seconds"],
+        "failed_checks": [c["check"] for c in report["checks"] if c["outcome"] == "failed"],
+        "drills": fault_matrix(report),
+    }
+
+
 def bench_deploy(work: Path) -> dict:
     """Whole-disk assembly and artefact sizes from the manifests, boot figures from tests/integration/test_deploy.py."""
     figures = json.loads((work / "deploy-figures.json").read_text())
@@ -93,9 +138,12 @@ def main() -> None:
     RESULTS.mkdir(exist_ok=True)
     scratch = Path(tempfile.mkdtemp(prefix="imgbuild-bench-", dir=os.environ.get("IMGBUILD_BENCH_DIR")))
     try:
-        existing = Path(sys.argv[2]) if len(sys.argv) > 2 else None
+        existing = Path(sys.argv[2]) if len(sys.argv) > 2 and which != "faults" else None
         if which == "deploy":
             figures = bench_deploy(existing or Path("build/test"))
+        elif which == "faults":
+            given = sys.argv[2] if len(sys.argv) > 2 else "5"
+            figures = bench_faults(scratch, int(given), None) if given.isdigit() else bench_faults(scratch, 0, Path(given))
         else:
             figures = bench_build(scratch) if which == "build" else bench_verify(scratch, existing)
     finally:

@@ -194,6 +194,8 @@ def verify(
     ready_timeout: Annotated[int, typer.Option(help="seconds a node may take to be ready")] = 600,
     keyword: Annotated[Optional[str], typer.Option("-k", help="only checks matching this pytest keyword expression")] = None,
     keep: Annotated[bool, typer.Option("--keep", help="leave the cluster running afterwards")] = False,
+    faults: Annotated[bool, typer.Option("--faults", help="also run the full fault matrix (partition, second failover, hung server, sync loss)")] = False,
+    rounds: Annotated[int, typer.Option("--rounds", min=1, max=20, help="with --faults: run the matrix this many times on the one cluster")] = 1,
     down: Annotated[bool, typer.Option("--down", help="remove a cluster left by --keep, and nothing else")] = False,
     json_out: JsonOpt = False,
 ) -> None:
@@ -208,7 +210,7 @@ def verify(
             ui.emit_json({"removed": removed})
         return
     report = verify_mod.verify(
-        cluster, output, seeds, reports, accel, memory, cpus, ready_timeout, keyword, keep
+        cluster, output, seeds, reports, accel, memory, cpus, ready_timeout, keyword, keep, faults, rounds
     )
     if json_out:
         ui.emit_json(report)

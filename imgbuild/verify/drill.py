@@ -8,6 +8,7 @@
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -15,8 +16,14 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from imgbuild.model import Role
+from imgbuild.qemu.machine import Machine
 from imgbuild.verify.client import Figures, Traffic, arp_owner
 from imgbuild.verify.cluster import RunningCluster
+
+# heartbeat, ResourceManager, ldirectord, ipfail and our resource scripts log to local0 (facility 16);
+# the journal keeps their lines to the microsecond, which the seconds of /var/log/ha-log hide.
+HA_JOURNAL = "journalctl --no-pager -o short-precise SYSLOG_FACILITY=16"
+HA_LOG_LIMIT = 40_000  # bytes per balancer and drill, enough for a takeover and a return
 
 
 def until(predicate: Callable[[], bool], what: str, timeout: float, interval: float = 0.2) -> float:
@@ -40,6 +47,7 @@ class Drill:
     heal_at: float | None = None
     extra: dict[str, Any] = field(default_factory=dict)
     figures: Figures | None = None
+    ha_log: dict[str, str] = field(default_factory=dict)  # what each balancer's heartbeat logged
 
     def fault(self, what: str, act: Callable[[], None]) -> None:
         self.fault_at = self.traffic.mark(what)
@@ -52,6 +60,13 @@ class Drill:
     def until(self, predicate: Callable[[], bool], what: str, timeout: float) -> float:
         """Wait for what; the moment it held goes on the timeline. Returns seconds since the fault."""
         until(predicate, what, timeout)
+        return self.traffic.mark(what) - (self.fault_at or self.traffic.started)
+
+    def until_on(self, machine: Machine, condition: str, what: str, timeout: float) -> float:
+        """Like until, for a shell condition polled inside the node every 50 ms: the figure holds no
+        SSH round trip (0.15 s and more under emulation)."""
+        tries = max(1, int(timeout / 0.05))
+        machine.succeed(f"n=0; until {condition}; do n=$((n+1)); [ $n -lt {tries} ] || exit 1; sleep 0.05; done", timeout=2 * timeout + 10)
         return self.traffic.mark(what) - (self.fault_at or self.traffic.started)
 
     def recovered(self, timeout: float = 60) -> None:
@@ -69,6 +84,7 @@ class Drill:
             "name": self.name,
             "title": self.title,
             "bound_s": self.bound_s,
+            "bounded": self.bounded,
             "fault_at": None if self.fault_at is None else round(self.fault_at - rel, 3),
             "heal_at": None if self.heal_at is None else round(self.heal_at - rel, 3),
             "figures": {
@@ -76,8 +92,25 @@ class Drill:
                 "keepalive_errors": ", ".join(f"{k} {n}" for k, n in sorted(self.traffic.errors.items())) or None,
                 **self.extra,
             },
+            "ha_log": self.ha_log,
             **self.traffic.timeline(),
         }
+
+
+def _guest_clock(machine: Machine) -> int | None:
+    try:
+        return int(machine.succeed("date +%s", timeout=10))
+    except Exception:  # a dead or rebooting balancer has no log to offer; the drill goes on
+        return None
+
+
+def _ha_log_since(machine: Machine, since: int) -> str:
+    if not machine.running():
+        return "(powered off)"
+    try:
+        return machine.succeed(f"{HA_JOURNAL} --since=@{since} | head -c {HA_LOG_LIMIT}", timeout=20)
+    except Exception as err:
+        return f"(could not read: {err})"
 
 
 def _flows(traffic: Traffic, moment: float) -> bool:
@@ -100,6 +133,7 @@ def drill(cluster: RunningCluster, drills: list[dict[str, Any]], name: str, titl
     net, lb = cluster.model.network, cluster.model.balancer
     macs = {m.mac: m.name for m in cluster.role(Role.loadbalancer) if m.mac}
     client = Traffic(str(net.vip), lb.port, owner=arp_owner(str(net.vip), macs), **traffic)
+    clocks = {m.name: _guest_clock(m) for m in cluster.role(Role.loadbalancer) if m.running()}
     client.start()
     d = Drill(name, title, bound_s, client, bounded)
     try:
@@ -107,7 +141,9 @@ def drill(cluster: RunningCluster, drills: list[dict[str, Any]], name: str, titl
         yield d
     finally:
         client.stop()
+        d.extra["client_open_fds"] = len(os.listdir("/proc/self/fd"))  # the client must not leak
         d.figures = client.figures(since=d.fault_at)
+        d.ha_log = {n: _ha_log_since(cluster.machine(n), t) for n, t in clocks.items() if t is not None}
         record = d.record()
         figure = record["figures"].get(bounded)
         record["passed"] = bound_s is None or (figure is not None and figure <= bound_s)

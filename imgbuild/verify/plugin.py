@@ -42,8 +42,11 @@ class MachineBackend(BaseBackend):
 
 
 class ClusterPlugin:
-    def __init__(self, cluster: RunningCluster, report_dir: Path) -> None:
+    """faults: also run the drills marked `faults` (the whole fault matrix), rounds times over."""
+
+    def __init__(self, cluster: RunningCluster, report_dir: Path, faults: bool = False, rounds: int = 1) -> None:
         self.running, self.report_dir = cluster, report_dir
+        self.faults, self.rounds = faults, rounds
         self.measurements: dict[str, Any] = {}
         self.drills: list[dict[str, Any]] = []  # each drill's figures and timeline (imgbuild.verify.drill)
         self.results: list[dict[str, Any]] = []
@@ -51,8 +54,19 @@ class ClusterPlugin:
 
     def pytest_configure(self, config: pytest.Config) -> None:
         config.stash[_PLUGIN] = self
+        config.addinivalue_line("markers", "faults: a drill of the full fault matrix (imgbuild verify --faults)")
+
+    def pytest_collection_modifyitems(self, config: pytest.Config, items: list[pytest.Item]) -> None:
+        if not self.faults:
+            skipped = [i for i in items if i.get_closest_marker("faults")]
+            items[:] = [i for i in items if not i.get_closest_marker("faults")]
+            config.hook.pytest_deselected(items=skipped)
 
     def pytest_generate_tests(self, metafunc: pytest.Metafunc) -> None:
+        if "fault_round" in metafunc.fixturenames:
+            # module scope: pytest runs the matrix round after round, each in the runbook's order
+            ids = [f"round{i + 1}" for i in range(self.rounds)]
+            metafunc.parametrize("fault_round", range(1, self.rounds + 1), ids=ids, scope="module")
         for fixture, role in _NODE_FIXTURES.items():
             if fixture in metafunc.fixturenames:
                 chosen = [n for n in self.running.model.nodes if role is None or n.role == role]

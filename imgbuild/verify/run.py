@@ -25,9 +25,9 @@ def write_ssh_config(cluster: RunningCluster, path: Path) -> None:
     )
 
 
-def run_checks(cluster: RunningCluster, report_dir: Path, keyword: str | None = None) -> dict[str, Any]:
+def run_checks(cluster: RunningCluster, report_dir: Path, keyword: str | None = None, faults: bool = False, rounds: int = 1) -> dict[str, Any]:
     write_ssh_config(cluster, report_dir / "ssh_config")  # for an operator reaching a kept cluster
-    plugin = ClusterPlugin(cluster, report_dir)
+    plugin = ClusterPlugin(cluster, report_dir, faults, rounds)
     args = [str(CHECKS), "-p", "no:cacheprovider", "-p", "no:pytest11.testinfra", "-p", "imgbuild.verify.plugin", "-q", "--no-header", "-rN", "-c", "/dev/null",
             f"--rootdir={CHECKS.parent}", f"--junitxml={report_dir / 'junit.xml'}", "-o", "junit_suite_name=imgbuild-verify", "-W", "ignore"]  # fmt: skip
     if keyword:

@@ -67,6 +67,8 @@ def verify(
     ready_timeout: int,
     keyword: str | None,
     keep: bool,
+    faults: bool = False,
+    rounds: int = 1,
 ) -> dict[str, Any]:
     started = time.monotonic()
     if cluster.admin.ssh_keys:
@@ -80,7 +82,7 @@ def verify(
     report_dir = reports / time.strftime("verify-%Y%m%d-%H%M%S")
     report_dir.mkdir(parents=True)
     ssh_key, _ = state.admin_key(cluster.name)
-    report: dict[str, Any] = {"accel": chosen, "accel_reason": reason, "report_dir": str(report_dir)}
+    report: dict[str, Any] = {"accel": chosen, "accel_reason": reason, "report_dir": str(report_dir), "faults": faults, "rounds": rounds}
 
     def keep_it(running: cluster_mod.RunningCluster) -> bool:
         if keep:
@@ -94,7 +96,7 @@ def verify(
             report["boot_seconds"] = running.boot_seconds
             report["cluster_ready_seconds"] = running.ready_seconds
             ui.err.print(f"cluster ready in {running.ready_seconds:.0f} s: {running.boot_seconds}")
-            report.update(run_checks(running, report_dir, keyword))
+            report.update(run_checks(running, report_dir, keyword, faults, rounds))
             if keep:
                 ui.err.print(f"cluster kept: `ip netns exec {running.netns_name} ssh -i {ssh_key} {cluster.admin.user}@ADDRESS`")
     except NodeFailed as err:

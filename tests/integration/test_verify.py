@@ -14,14 +14,18 @@ from conftest import run_imgbuild
 pytestmark = pytest.mark.slow
 
 
-@pytest.fixture(scope="module")
-def verify_report(images, seeds, work, test_env):
-    result = run_imgbuild("verify", "--output", str(images), "--seeds", str(seeds), "--reports", str(work / "reports"), "--json",
+def run_verify(images, seeds, reports: Path, test_env, *flags: str) -> dict:
+    result = run_imgbuild("verify", *flags, "--output", str(images), "--seeds", str(seeds), "--reports", str(reports), "--json",
                           env=test_env, timeout=2400)  # fmt: skip
     report = json.loads(result.stdout)
     report["_exit"] = result.returncode
     report["_stderr"] = result.stderr[-4000:]
     return report
+
+
+@pytest.fixture(scope="module")
+def verify_report(images, seeds, work, test_env):
+    return run_verify(images, seeds, work / "reports", test_env)
 
 
 def test_verify_passes(verify_report):
@@ -35,7 +39,7 @@ def test_every_required_check_ran(verify_report):
                  "test_ldirectord_only_on_active", "test_ipvs_table", "test_ha_messages_reach_the_journal", "test_connection_sync_roles", "test_apache_and_check_page",
                  "test_vip_on_loopback_and_arp_sysctls", "test_vip_answered_by_active_balancer_only", "test_round_robin_spread",
                  "test_drill_apache_down_and_back", "test_drill_persistence", "test_drill_balancer_failover",
-                 "test_drill_failed_balancer_returns_as_standby", "test_drill_webserver_power_loss"):  # fmt: skip
+                 "test_drill_failed_balancer_returns_as_standby", "test_drill_planned_stop", "test_drill_webserver_power_loss"):  # fmt: skip
         assert name in ran, name
 
 
@@ -48,7 +52,7 @@ def test_report_files_and_figures(verify_report):
     for figure in ("failover_outage_s", "vip_moved_s", "apache_down_detected_s", "rr_spread", "webserver_out_of_rotation_s"):
         assert figure in measured, figure
     drills = {d["name"]: d for d in verify_report["drills"]}
-    assert set(drills) == {"a-power-loss-active", "f-power-loss-webserver"}, set(drills)
+    assert set(drills) == {"a-power-loss-active", "e-planned-stop", "f-power-loss-webserver"}, set(drills)
     for name, drill in drills.items():
         # the client ran at 20 Hz for the whole drill: figures at 50 ms resolution
         starts = sorted(r[0] for r in drill["requests"] if r[4] == "new")
@@ -56,11 +60,33 @@ def test_report_files_and_figures(verify_report):
         assert {r[4] for r in drill["requests"]} >= {"new", "keepalive-0", "keepalive-3"}, name
         assert (report_dir / f"drill-{name}.png").stat().st_size > 5000
         assert f'src="drill-{name}.png"' in (report_dir / "report.html").read_text()
+        assert drill["ha_log"], f"{name}: no balancer's heartbeat log kept"
     assert (report_dir / "loadb1.console.log").stat().st_size > 0
 
 
-def test_nothing_left_behind(verify_report):
+FAULT_DRILLS = ("a-power-loss-active", "b-second-failover-r1", "c-partition-active-r1", "d-heartbeat-path-lost-r1", "e-planned-stop",
+                "f-power-loss-webserver", "g-hung-webserver-r1", "h-sync-daemon-lost-r1")  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def faults_report(images, seeds, work, test_env, verify_report):  # after the core run: one cluster at a time
+    return run_verify(images, seeds, work / "reports-faults", test_env, "--faults")
+
+
+def test_fault_matrix_passes(faults_report):
+    """The whole matrix once, each drill against its bound (the repetitions are bench/run.py faults)."""
+    failed = [c for c in faults_report["checks"] if c["outcome"] != "passed"]
+    assert faults_report["_exit"] == 0 and not failed, json.dumps(failed, indent=1) + faults_report["_stderr"]
+    drills = {d["name"]: d for d in faults_report["drills"]}
+    assert set(drills) == set(FAULT_DRILLS), set(drills)
+    for name, drill in drills.items():
+        assert drill["passed"], (name, drill["bound_s"], drill["figures"])
+        assert (Path(faults_report["report_dir"]) / f"drill-{name}.png").is_file(), name
+
+
+def test_nothing_left_behind(verify_report, faults_report):
     assert subprocess.run(["pgrep", "-f", "qemu-system.*imgbuild|qemu-system.*reports/verify-"], capture_output=True).returncode == 1
     namespaces = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True).stdout
     assert "imgbuild-" not in namespaces
-    assert not list(Path(verify_report["report_dir"]).glob("*.qcow2"))
+    for report in (verify_report, faults_report):
+        assert not list(Path(report["report_dir"]).glob("*.qcow2"))
