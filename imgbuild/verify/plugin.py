@@ -21,6 +21,7 @@ from imgbuild.verify.cluster import RunningCluster
 
 HA_LOG_COMMAND = "journalctl -b --no-pager -o short-monotonic -t heartbeat -t ldirectord -t ipfail -t IPaddr2 -t ResourceManager; cat /var/log/ha-log 2>/dev/null"
 _PLUGIN = pytest.StashKey["ClusterPlugin"]()
+_DRILLS_BEFORE = pytest.StashKey[int]()  # how many drills were recorded when a check started
 # fixture -> role of the nodes it is parametrized over (None: every node)
 _NODE_FIXTURES = {"node": None, "host": None, "balancer_host": Role.loadbalancer, "webserver_host": Role.webserver}
 
@@ -80,10 +81,18 @@ class ClusterPlugin:
             backend.set_host(self._hosts[name])
         return self._hosts[name]
 
+    @pytest.hookimpl(tryfirst=True)
+    def pytest_runtest_call(self, item: pytest.Item) -> None:
+        item.stash[_DRILLS_BEFORE] = len(self.drills)
+
     @pytest.hookimpl(hookwrapper=True)
     def pytest_runtest_makereport(self, item: pytest.Item, call: pytest.CallInfo[None]) -> Any:
         outcome = yield
         rep = outcome.get_result()
+        if rep.when == "call":  # each drill of this check: its bound and figures as JUnit properties
+            for drill in self.drills[item.stash.get(_DRILLS_BEFORE, len(self.drills)) :]:
+                rep.user_properties += [(f"{drill['name']}.passed", drill["passed"]), (f"{drill['name']}.bound_s", drill["bound_s"])]
+                rep.user_properties += [(f"{drill['name']}.{k}", v) for k, v in drill["figures"].items() if v is not None]
         if rep.when == "call" or (rep.when == "setup" and rep.outcome != "passed"):
             detail = rep.longrepr.reprcrash.message if rep.failed and hasattr(rep.longrepr, "reprcrash") else ""
             self.results.append({"check": item.nodeid.split("::", 1)[-1], "outcome": rep.outcome, "seconds": round(rep.duration, 2), "detail": str(detail)})

@@ -56,11 +56,18 @@ def _outage(drill: dict[str, Any]) -> float | None:
     return outage(requests) if any(r[4] == NEW for r in requests) else None
 
 
+def _bounded(drill: dict[str, Any]) -> tuple[str, str, float | None]:
+    """The figure the drill's bound is for: (key, label, value); the outage unless the drill says."""
+    key = str(drill.get("bounded") or "outage_s")
+    value = _outage(drill) if key == "outage_s" else drill.get("figures", {}).get(key)
+    return key, key.removesuffix("_s").replace("_", " "), None if value is None else float(value)
+
+
 def _title(drill: dict[str, Any]) -> str:
     parts = [str(drill.get("title") or drill.get("name", "drill"))]
     bound = drill.get("bound_s")
-    measured = _outage(drill)
-    parts.append("no traffic" if measured is None else f"outage {_number(measured)} s")
+    _, label, measured = _bounded(drill)
+    parts.append("no traffic" if measured is None else f"{label} {_number(measured)} s")
     if bound is not None:
         parts[-1] += f" (bound {_number(float(bound))} s)"
     if drill.get("passed") is not None:
@@ -286,18 +293,18 @@ def _drill_section(drill: dict[str, Any], image: str) -> str:
     """Title, figures with the outage against its bound, and the picture."""
     e = html.escape
     bound = None if drill.get("bound_s") is None else float(drill["bound_s"])
-    measured = _outage(drill)
+    bounded, label, measured = _bounded(drill)
     over = bound is not None and measured is not None and measured > bound
     verdict = {True: "<span class='passed'>PASSED</span>", False: "<span class='failed'>FAILED</span>"}
     marked = " class='over'" if over else ""
     rows = [
-        f"<tr{marked}><th>outage (s) / bound (s)</th>"
+        f"<tr{marked}><th>{e(label)} (s) / bound (s)</th>"
         f"<td class='num'>{e(_number(measured))} / {e(_number(bound))}</td></tr>"
     ]
     rows += [
         f"<tr><th>{e(str(key))}</th><td class='num'>{e(_number(value))}</td></tr>"
         for key, value in drill.get("figures", {}).items()
-        if key != "outage_s"
+        if key != bounded
     ]
     title = e(str(drill.get("title") or drill.get("name", "")))
     table = "\n".join(rows)

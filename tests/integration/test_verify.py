@@ -82,6 +82,9 @@ def test_fault_matrix_passes(faults_report):
     for name, drill in drills.items():
         assert drill["passed"], (name, drill["bound_s"], drill["figures"])
         assert (Path(faults_report["report_dir"]) / f"drill-{name}.png").is_file(), name
+    junit = (Path(faults_report["report_dir"]) / "junit.xml").read_text()
+    for name in FAULT_DRILLS:  # every drill's figures reach JUnit too
+        assert f'name="{name}.outage_s"' in junit and f'name="{name}.passed"' in junit, name
 
 
 def test_nothing_left_behind(verify_report, faults_report):

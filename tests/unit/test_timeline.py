@@ -126,3 +126,13 @@ def test_outage_over_its_bound_is_highlighted(tmp_path: pathlib.Path) -> None:
     drill["figures"]["outage_s"] = 2.5
     page = timeline.report_html({"drills": [drill]}, tmp_path).read_text()
     assert "<tr class='over'><th>outage (s) / bound (s)</th><td class='num'>2.50 / 2.00</td></tr>" in page
+
+
+def test_a_drill_bounded_on_another_figure_shows_that_one(tmp_path: pathlib.Path) -> None:
+    drill = failover_drill()
+    drill.update(bounded="out_of_rotation_s", bound_s=2.5)
+    drill["figures"]["out_of_rotation_s"] = 2.9
+    page = timeline.report_html({"drills": [drill]}, tmp_path).read_text()
+    assert "<tr class='over'><th>out of rotation (s) / bound (s)</th><td class='num'>2.90 / 2.50</td></tr>" in page
+    assert "<th>outage_s</th><td class='num'>1.45</td>" in page  # the outage is still shown, unbounded
+    assert timeline._title(drill).endswith("out of rotation 2.90 s (bound 2.50 s) — PASSED")
