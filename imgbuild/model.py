@@ -24,6 +24,8 @@ from pydantic import (
 
 from imgbuild.errors import ConfigError
 
+# Matched whole (fullmatch): with match(), `$` also accepts a trailing newline, which then split
+# haresources, user-data and boot.ipxe lines (issue #17).
 _HOSTNAME = re.compile(r"^(?!-)[a-z0-9-]{1,63}(?<!-)$")
 _DOMAIN = re.compile(r"^(?!-)[a-z0-9-]{1,63}(?<!-)(\.(?!-)[a-z0-9-]{1,63}(?<!-))*$")
 _MAC = re.compile(r"^([0-9a-f]{2}:){5}[0-9a-f]{2}$")
@@ -33,20 +35,20 @@ SCHEDULERS = ("rr", "wrr", "lc", "wlc", "lblc", "lblcr", "dh", "sh", "sed", "nq"
 
 
 def _hostname(value: str) -> str:
-    if not _HOSTNAME.match(value):
+    if not _HOSTNAME.fullmatch(value):
         raise ValueError("not a valid hostname (lowercase letters, digits and '-', at most 63)")
     return value
 
 
 def _domain(value: str) -> str:
-    if not _DOMAIN.match(value):
+    if not _DOMAIN.fullmatch(value):
         raise ValueError("not a valid DNS domain")
     return value
 
 
 def _mac(value: str) -> str:
     value = value.lower()
-    if not _MAC.match(value):
+    if not _MAC.fullmatch(value):
         raise ValueError("not a MAC address like 52:54:00:12:34:56")
     return value
 
@@ -152,7 +154,8 @@ class Admin(Strict):
     @model_validator(mode="after")
     def _keys(self) -> Admin:
         for key in self.ssh_keys:
-            if not re.match(r"^(ssh-(ed25519|rsa|dss)|ecdsa-sha2-nistp\d+|sk-\S+) [A-Za-z0-9+/=]+( .*)?$", key):
+            # fullmatch: `$` alone lets a trailing newline through, into authorized_keys
+            if not re.fullmatch(r"(ssh-(ed25519|rsa|dss)|ecdsa-sha2-nistp\d+|sk-\S+) [A-Za-z0-9+/=]+( [^\x00-\x1f\x7f]*)?", key):
                 raise ValueError(f"ssh_keys: {key[:30]!r}… is not an OpenSSH public key line")
         return self
 
@@ -171,7 +174,7 @@ class Build(Strict):
     @model_validator(mode="after")
     def _urls(self) -> Build:
         for url in (self.mirror, self.security_mirror):
-            if url is not None and not re.match(r"^(https?|file)://\S+$", url):
+            if url is not None and not re.fullmatch(r"(https?|file)://\S+", url):
                 raise ValueError(f"mirror {url!r} is not an http(s):// or file:// URL")
         return self
 

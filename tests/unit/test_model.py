@@ -54,6 +54,14 @@ def test_init_file_round_trips_to_the_default():
         ({"heartbeat": {"link": {"subnet": "192.168.0.0/30"}}}, "overlaps network.subnet 192.168.0.0/24"),
         ({"heartbeat": {"link": {"subnet": "10.9.9.0/31"}}}, "fewer than two host addresses"),
         ({"balancer": {"port": 80, "sheduler": "rr"}}, "balancer.sheduler: unknown key"),
+        # a trailing newline must not pass a pattern: it would split haresources and user-data lines
+        ({"name": "ultramonkey\n"}, "name: not a valid hostname"),
+        ({"network": {"domain": "example.com\n"}}, "network.domain: not a valid DNS domain"),
+        ({"nodes": [{"name": "loadb1\n", "role": "webserver", "address": "192.168.0.1"}]}, "nodes[0].name: not a valid hostname"),
+        ({"nodes": [{"name": "w", "role": "webserver", "address": "192.168.0.1", "mac": "52:54:00:00:00:01\n"}]}, "nodes[0].mac: not a MAC"),
+        ({"admin": {"ssh_keys": ["ssh-ed25519 AAAA x\n"]}}, "is not an OpenSSH public key line"),
+        ({"admin": {"ssh_keys": ["ssh-ed25519 AAAA x\rcommand"]}}, "is not an OpenSSH public key line"),
+        ({"build": {"mirror": "http://deb.example.org/debian\n"}}, "is not an http(s):// or file:// URL"),
     ],
 )
 def test_invalid_descriptions_get_one_line(data, message):
