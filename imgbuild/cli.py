@@ -202,6 +202,8 @@ def verify(
     """Boot the four nodes in QEMU on a private network and prove the cluster works, failover included."""
     from imgbuild.verify import verify as verify_mod
 
+    if rounds > 1 and not faults:
+        raise UserError("--rounds repeats the fault matrix; add --faults")
     cluster = model.load(config)
     if down:
         removed = verify_mod.down(cluster)
