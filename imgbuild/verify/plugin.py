@@ -91,6 +91,7 @@ class ClusterPlugin:
         rep = outcome.get_result()
         if rep.when == "call":  # each drill of this check: its bound and figures as JUnit properties
             for drill in self.drills[item.stash.get(_DRILLS_BEFORE, len(self.drills)) :]:
+                drill["passed"] = drill["passed"] and rep.passed  # its bound held, and so did the rest of the check
                 rep.user_properties += [(f"{drill['name']}.passed", drill["passed"]), (f"{drill['name']}.bound_s", drill["bound_s"])]
                 rep.user_properties += [(f"{drill['name']}.{k}", v) for k, v in drill["figures"].items() if v is not None]
         if rep.when == "call" or (rep.when == "setup" and rep.outcome != "passed"):
