@@ -80,13 +80,14 @@ def test_stop_keeps_forwarding_until_the_peer_has_the_vip(root: Path) -> None:
     assert (root / "vip").exists() and (root / "table").read_text().strip() == SERVICE
     scheduled = [c for c in calls(root) if c.startswith("systemd-run")]
     assert len(scheduled) == 1 and scheduled[0].endswith(f"LVSDirector {SPEC} ldirectord.cf release"), scheduled
-    assert "LVSSyncDaemonSwap master stop" in calls(root)
+    assert "LVSSyncDaemonSwap master stop" not in calls(root), "the sync master runs on while this node forwards"
     # heartbeat must not take the resource for running while its release is pending
     assert run(root, "status").strip() == "LVSDirector 192.168.0.105 stopped"
     (root / "peer-has-vip").touch()
     run(root, "release")
     assert not (root / "vip").exists() and (root / "table").read_text() == ""
     assert not (root / "run/imgbuild-lvsdirector").exists()
+    assert calls(root)[-1] == "LVSSyncDaemonSwap master stop"
 
 
 def test_release_waits_while_no_other_node_answers(root: Path) -> None:
@@ -118,4 +119,5 @@ def test_start_during_a_pending_release_cancels_it(root: Path) -> None:
 def test_stop_without_the_vip_schedules_nothing(root: Path) -> None:
     run(root, "stop")
     assert not [c for c in calls(root) if c.startswith("systemd-run")]
+    assert "LVSSyncDaemonSwap master stop" in calls(root)
     assert run(root, "status").strip() == "LVSDirector 192.168.0.105 stopped"
