@@ -102,20 +102,23 @@ def fault_matrix(report: dict) -> dict:
     return matrix
 
 
-def bench_faults(scratch: Path, rounds: int, existing: Path | None) -> dict:
+def bench_faults(rounds: int, existing: Path | None) -> dict:
     """The fault matrix `rounds` times on one booted cluster (imgbuild verify --faults --rounds)."""
     if existing:
         report = json.loads(existing.read_text())
     else:
-        result = subprocess.run([*IMGBUILD, "verify", "--faults", "--rounds", str(rounds), "--reports", str(scratch / "reports"), "--json"],
+        # The run's report directory (report.json, report.html, the pictures, the HA logs) is kept
+        # under reports/: a failed round is read there, not guessed at.
+        result = subprocess.run([*IMGBUILD, "verify", "--faults", "--rounds", str(rounds), "--reports", "reports", "--json"],
                                 capture_output=True, text=True)  # fmt: skip
         report = json.loads(result.stdout)
     return {
         "exit_code": report["exit_code"],
         "accel": report["accel"],
         "rounds": report.get("rounds"),
+        "report_dir": report.get("report_dir"),
         "verify_total_s": report["total_seconds"],
-        "failed_checks": [c["check"] for c in report["checks"] if c["outcome"] == "failed"],
+        "failed_checks": {c["check"]: c["detail"][:300] for c in report["checks"] if c["outcome"] == "failed"},
         "drills": fault_matrix(report),
     }
 
@@ -143,7 +146,7 @@ def main() -> None:
             figures = bench_deploy(existing or Path("build/test"))
         elif which == "faults":
             given = sys.argv[2] if len(sys.argv) > 2 else "5"
-            figures = bench_faults(scratch, int(given), None) if given.isdigit() else bench_faults(scratch, 0, Path(given))
+            figures = bench_faults(int(given), None) if given.isdigit() else bench_faults(0, Path(given))
         else:
             figures = bench_build(scratch) if which == "build" else bench_verify(scratch, existing)
     finally:

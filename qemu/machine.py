@@ -178,10 +178,14 @@ class Machine:
     # -- QMP ---------------------------------------------------------------------------------
 
     def qmp(self, command: str, **args: object) -> object:
+        return self.qmp_all([(command, args)])[-1]
+
+    def qmp_all(self, commands: list[tuple[str, dict[str, object]]]) -> list[object]:
+        """Several QMP commands on one connection: back to back, milliseconds apart."""
         monitor = QEMUMonitorProtocol(str(self.qmp_path))
         monitor.connect()
         try:
-            return monitor.cmd(command, **args)
+            return [monitor.cmd(command, **args) for command, args in commands]
         finally:
             monitor.close()
 
@@ -195,13 +199,13 @@ class Machine:
         if self.process is not None:
             self.process.wait(timeout=30)
 
-    def block(self, nic: int = 0) -> None:
-        """Pull a NIC's cable (0: the first, the cluster's segment); the VM runs on (the NixOS
-        driver's block)."""
-        self.qmp("set_link", name=f"n{nic}", up=False)
+    def block(self, *nics: int) -> None:
+        """Pull NICs' cables (0, the default: the first, the cluster's segment), all at once; the VM
+        runs on (the NixOS driver's block)."""
+        self.qmp_all([("set_link", {"name": f"n{nic}", "up": False}) for nic in nics or (0,)])
 
-    def unblock(self, nic: int = 0) -> None:
-        self.qmp("set_link", name=f"n{nic}", up=True)
+    def unblock(self, *nics: int) -> None:
+        self.qmp_all([("set_link", {"name": f"n{nic}", "up": True}) for nic in nics or (0,)])
 
     # -- console -----------------------------------------------------------------------------
 

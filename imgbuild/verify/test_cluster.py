@@ -534,6 +534,8 @@ def test_drill_heartbeat_path_lost(cluster, drills, fault_round):
     standby = standby_of(cluster, active)
     balancers = cluster.role(Role.loadbalancer)
     standby.wait_until_succeeds(hears(active), timeout=60)
+    for machine in balancers:  # the filter's modules load before the drill: loading them cost a request once
+        machine.succeed("modprobe -a sch_ingress cls_u32 act_gact")
     hold = 4 * hb.deadtime_ms / 1000  # four times what it takes heartbeat to declare a peer dead
     drop = (f"tc qdisc add dev {net.interface} ingress && tc filter add dev {net.interface} parent ffff: protocol ip prio 1 "
             f"u32 match ip protocol 17 0xff match ip dport {hb.udpport} 0xffff action drop")  # fmt: skip
@@ -558,11 +560,11 @@ def test_drill_heartbeat_path_lost(cluster, drills, fault_round):
         standby.wait_until_succeeds(hears(active), timeout=30)
         try:
             d.traffic.mark(f"cable of {active.name}'s {hb.link.interface} pulled")
-            active.block(nic=1)
+            active.block(1)
             watch(hold)
         finally:
             d.traffic.mark(f"cable of {active.name}'s {hb.link.interface} back")
-            active.unblock(nic=1)
+            active.unblock(1)
         time.sleep(1.0)
     d.extra["holder_samples"] = len(samples)
     assert samples and set(samples) == {1}, f"VIP holders per sample: {samples}"
@@ -584,12 +586,12 @@ def test_drill_partition_active(cluster, drills, fault_round):
     nics = [0, 1] if cluster.model.heartbeat.link.enabled else [0]
     with drill(cluster, drills, f"c-partition-active-r{fault_round}", f"Partition of the active balancer ({active.name})", bound_s=OUTAGE_BOUND_S) as d:
         try:
-            d.fault(f"cables of {active.name} pulled", lambda: [active.block(nic) for nic in nics])
+            d.fault(f"cables of {active.name} pulled", lambda: active.block(*nics))
             d.extra["vip_moved_s"] = round(d.until(lambda: holds_vip(standby, str(net.vip), net.interface), f"{standby.name} holds the VIP", 60), 2)
             d.recovered()
             time.sleep(max(0.0, 15.0 - (time.monotonic() - d.fault_at)))
         finally:
-            d.heal(f"cables of {active.name} back", lambda: [active.unblock(nic) for nic in nics])
+            d.heal(f"cables of {active.name} back", lambda: active.unblock(*nics))
         d.extra["one_holder_s"] = round(d.until(lambda: len(vip_holders(cluster)) == 1, "exactly one balancer holds the VIP", 60) - (d.heal_at - d.fault_at), 2)
         # heartbeat v1 restarts itself on both sides once a partition heals (it has no setting
         # against it): the client watches that through, then both must hear each other again.
