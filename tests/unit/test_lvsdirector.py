@@ -101,11 +101,16 @@ def test_release_waits_while_no_other_node_answers(root: Path) -> None:
 
 def test_yield_releases_only_to_another_holder(root: Path) -> None:
     run(root, "start")
+    ldirectord = subprocess.Popen(["sleep", "30"])
+    (root / "var/run/ldirectord.ldirectord.cf.pid").write_text(f"{ldirectord.pid}\n")
     run(root, "yield")
     assert (root / "vip").exists(), "nobody else answers for the VIP: this node keeps it"
+    assert ldirectord.poll() is None
     (root / "peer-has-vip").touch()
     run(root, "yield")
     assert not (root / "vip").exists() and (root / "table").read_text() == ""
+    # left running, ldirectord re-created the virtual service on its next check
+    assert ldirectord.wait(timeout=5) == -9
 
 
 def test_start_during_a_pending_release_cancels_it(root: Path) -> None:
