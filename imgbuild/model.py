@@ -92,11 +92,12 @@ class Balancer(Strict):
     scheduler: Literal[SCHEDULERS] = "rr"  # type: ignore[valid-type]
     check_page: str = Field("ldirector.html", pattern=r"^[A-Za-z0-9._/-]+$")
     check_receive: str = Field("Test Page", min_length=1, pattern=r'^[^"\n]+$')
-    # A dead or hung web server is out of rotation after check_interval + check_timeout and the
-    # time of one round of the other servers' checks: 2.3 s at most measured (the seed's 2 + 10
-    # left one failing new connections for 12 s; 1 + 2 took up to 3.25 s).
+    # A dead or hung web server is out of rotation after check_interval + check_timeout and one
+    # round of the other servers' checks: up to 3.25 s measured (the seed's 2 + 10 left one failing
+    # new connections for 12 s). A 1 s timeout was faster, but once made ldirectord's first checks
+    # after a takeover fail under emulation and take every real server out.
     check_interval: int = Field(1, ge=1, le=3600, description="seconds between checks")
-    check_timeout: int = Field(1, ge=1, le=3600, description="seconds a check may take")
+    check_timeout: int = Field(2, ge=1, le=3600, description="seconds a check may take")
     # quiescent=yes (the seed's) keeps a dead server in the table with weight 0, and IPVS reused
     # its connection entries for clients' recycled ports: new connections failed for 35 s and more.
     quiescent: bool = False
