@@ -64,32 +64,8 @@ def test_report_files_and_figures(verify_report):
     assert (report_dir / "loadb1.console.log").stat().st_size > 0
 
 
-FAULT_DRILLS = ("a-power-loss-active", "b-second-failover-r1", "c-partition-active-r1", "d-heartbeat-path-lost-r1", "e-planned-stop",
-                "f-power-loss-webserver", "g-hung-webserver-r1", "h-sync-daemon-lost-r1")  # fmt: skip
-
-
-@pytest.fixture(scope="module")
-def faults_report(images, seeds, work, test_env, verify_report):  # after the core run: one cluster at a time
-    return run_verify(images, seeds, work / "reports-faults", test_env, "--faults")
-
-
-def test_fault_matrix_passes(faults_report):
-    """The whole matrix once, each drill against its bound (the repetitions are bench/run.py faults)."""
-    failed = [c for c in faults_report["checks"] if c["outcome"] != "passed"]
-    assert faults_report["_exit"] == 0 and not failed, json.dumps(failed, indent=1) + faults_report["_stderr"]
-    drills = {d["name"]: d for d in faults_report["drills"]}
-    assert set(drills) == set(FAULT_DRILLS), set(drills)
-    for name, drill in drills.items():
-        assert drill["passed"], (name, drill["bound_s"], drill["figures"])
-        assert (Path(faults_report["report_dir"]) / f"drill-{name}.png").is_file(), name
-    junit = (Path(faults_report["report_dir"]) / "junit.xml").read_text()
-    for name in FAULT_DRILLS:  # every drill's figures reach JUnit too
-        assert f'name="{name}.outage_s"' in junit and f'name="{name}.passed"' in junit, name
-
-
-def test_nothing_left_behind(verify_report, faults_report):
+def test_nothing_left_behind(verify_report):
     assert subprocess.run(["pgrep", "-f", "qemu-system.*imgbuild|qemu-system.*reports/verify-"], capture_output=True).returncode == 1
     namespaces = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True).stdout
     assert "imgbuild-" not in namespaces
-    for report in (verify_report, faults_report):
-        assert not list(Path(report["report_dir"]).glob("*.qcow2"))
+    assert not list(Path(verify_report["report_dir"]).glob("*.qcow2"))
