@@ -59,13 +59,15 @@ def bench_build(scratch: Path) -> dict:
     }
 
 
-def bench_verify(scratch: Path, existing: Path | None) -> dict:
-    """Run verify, or read the report.json of a run that already happened (e.g. the test suite's)."""
+def verify_report(existing: Path | None, *args: str) -> dict:
+    """The report.json of a run that already happened (e.g. the test suite's), or of `imgbuild verify *args`."""
     if existing:
-        report = json.loads(existing.read_text())
-    else:
-        result = subprocess.run([*IMGBUILD, "verify", "--reports", str(scratch / "reports"), "--json"], capture_output=True, text=True)
-        report = json.loads(result.stdout)
+        return json.loads(existing.read_text())
+    return json.loads(subprocess.run([*IMGBUILD, "verify", *args, "--json"], capture_output=True, text=True).stdout)
+
+
+def bench_verify(scratch: Path, existing: Path | None) -> dict:
+    report = verify_report(existing, "--reports", str(scratch / "reports"))
     return {
         "exit_code": report["exit_code"],
         "accel": report["accel"],
@@ -87,14 +89,14 @@ def fault_matrix(report: dict) -> dict:
     matrix = {}
     for name, runs in sorted(rounds.items()):
         outages = [d["figures"]["outage_s"] for d in runs]
-        bounded = [d["figures"].get(d.get("bounded", "outage_s")) for d in runs]
+        bounded = [b for d in runs if (b := d["figures"].get(d.get("bounded", "outage_s"))) is not None]
         matrix[name] = {
             "rounds": len(runs),
             "passed": sum(bool(d["passed"]) for d in runs),
             "bound_s": runs[0]["bound_s"],
             "bounded_figure": runs[0].get("bounded", "outage_s"),
-            "bounded_p50": statistics.median(b for b in bounded if b is not None) if any(b is not None for b in bounded) else None,
-            "bounded_max": max((b for b in bounded if b is not None), default=None),
+            "bounded_p50": statistics.median(bounded) if bounded else None,
+            "bounded_max": max(bounded, default=None),
             "outage_p50_s": statistics.median(outages),
             "outage_max_s": max(outages),
             "failed_requests": [f"{d['figures']['failed']}/{d['figures']['total']}" for d in runs],
@@ -104,14 +106,9 @@ def fault_matrix(report: dict) -> dict:
 
 def bench_faults(rounds: int, existing: Path | None) -> dict:
     """The fault matrix `rounds` times on one booted cluster (imgbuild verify --faults --rounds)."""
-    if existing:
-        report = json.loads(existing.read_text())
-    else:
-        # The run's report directory (report.json, report.html, the pictures, the HA logs) is kept
-        # under reports/: a failed round is read there, not guessed at.
-        result = subprocess.run([*IMGBUILD, "verify", "--faults", "--rounds", str(rounds), "--reports", "reports", "--json"],
-                                capture_output=True, text=True)  # fmt: skip
-        report = json.loads(result.stdout)
+    # The run's report directory (report.json, report.html, the pictures, the HA logs) is kept
+    # under reports/: a failed round is read there, not guessed at.
+    report = verify_report(existing, "--faults", "--rounds", str(rounds), "--reports", "reports")
     return {
         "exit_code": report["exit_code"],
         "accel": report["accel"],

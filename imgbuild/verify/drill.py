@@ -60,13 +60,17 @@ class Drill:
     def until(self, predicate: Callable[[], bool], what: str, timeout: float) -> float:
         """Wait for what; the moment it held goes on the timeline. Returns seconds since the fault."""
         until(predicate, what, timeout)
-        return self.traffic.mark(what) - (self.fault_at or self.traffic.started)
+        return self._held(what)
 
     def until_on(self, machine: Machine, condition: str, what: str, timeout: float) -> float:
         """Like until, for a shell condition polled inside the node every 50 ms: the figure holds no
         SSH round trip (0.15 s and more under emulation)."""
         tries = max(1, int(timeout / 0.05))
         machine.succeed(f"n=0; until {condition}; do n=$((n+1)); [ $n -lt {tries} ] || exit 1; sleep 0.05; done", timeout=2 * timeout + 10)
+        return self._held(what)
+
+    def _held(self, what: str) -> float:
+        """Put what on the timeline now; seconds since the fault (or the traffic's start)."""
         return self.traffic.mark(what) - (self.fault_at or self.traffic.started)
 
     def recovered(self, timeout: float = 60) -> None:
