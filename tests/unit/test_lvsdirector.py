@@ -26,7 +26,10 @@ case "$1" in
   -S) cat "$S/table" 2>/dev/null ;;
   -R) grep -- "^-A" > "$S/table" ;;
   -D) grep -vF -- "$2 $3 " "$S/table" > "$S/table.new"; mv "$S/table.new" "$S/table" ;;
-esac""",
+esac
+# the kernel's view, as /proc/net/ip_vs shows it (192.168.0.105:80 in hex)
+{ echo "Prot LocalAddress:Port Scheduler Flags"; grep -q "192.168.0.105:80" "$S/table" 2>/dev/null && echo "TCP  C0A80069:0050 rr"; } > "$S/proc/net/ip_vs"
+""",
     "systemd-run": 'mkdir -p "$S/run/systemd/transient"; touch "$S/run/systemd/transient/imgbuild-vip-release.service"',
     "systemctl": 'rm -f "$S/run/systemd/transient/imgbuild-vip-release.service"',
     # DAD: exit 1 (a duplicate: another node answers for the VIP) once $S/peer-has-vip exists
@@ -38,7 +41,7 @@ esac""",
 @pytest.fixture
 def root(tmp_path: Path) -> Path:
     bin_dir = tmp_path / "bin"
-    for rel in ("bin", "etc/ha.d/resource.d", "usr/libexec/heartbeat", "var/run", "run"):
+    for rel in ("bin", "proc/net", "etc/ha.d/resource.d", "usr/libexec/heartbeat", "var/run", "run"):
         (tmp_path / rel).mkdir(parents=True)
     stubs = {**STUBS, "etc/ha.d/resource.d/LVSSyncDaemonSwap": "", "etc/ha.d/resource.d/ldirectord": "", "usr/libexec/heartbeat/send_arp": ""}
     for name, body in stubs.items():
@@ -66,6 +69,13 @@ def test_start_moves_the_vip_before_the_slow_parts(root: Path) -> None:
     assert names.index("ipvsadm") < names.index("ip") < names.index("LVSSyncDaemonSwap") < names.index("ldirectord")
     assert "ip addr add 192.168.0.105/24 brd 192.168.0.255 dev eth0" in calls(root)
     assert (root / "table").read_text().strip() == SERVICE
+    assert run(root, "status").strip() == "LVSDirector 192.168.0.105 running"
+
+
+def test_a_second_start_keeps_the_running_table(root: Path) -> None:
+    run(root, "start")
+    run(root, "start")
+    assert [c for c in calls(root) if c.startswith("ipvsadm -R")] == ["ipvsadm -R"]
     assert run(root, "status").strip() == "LVSDirector 192.168.0.105 running"
 
 
