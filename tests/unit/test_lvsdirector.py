@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import subprocess
+import time
 from pathlib import Path
 
 import pytest
@@ -35,6 +36,7 @@ esac
     # DAD: exit 1 (a duplicate: another node answers for the VIP) once $S/peer-has-vip exists
     "arping": '[ ! -e "$S/peer-has-vip" ]',
     "logger": "",
+    "chrt": "",
 }
 
 
@@ -43,7 +45,8 @@ def root(tmp_path: Path) -> Path:
     bin_dir = tmp_path / "bin"
     for rel in ("bin", "proc/net", "etc/ha.d/resource.d", "usr/libexec/heartbeat", "var/run", "run"):
         (tmp_path / rel).mkdir(parents=True)
-    stubs = {**STUBS, "etc/ha.d/resource.d/LVSSyncDaemonSwap": "", "etc/ha.d/resource.d/ldirectord": "", "usr/libexec/heartbeat/send_arp": ""}
+    ldirectord = 'echo "PERL5OPT=$PERL5OPT" >> "$S/calls"'
+    stubs = {**STUBS, "etc/ha.d/resource.d/LVSSyncDaemonSwap": "", "etc/ha.d/resource.d/ldirectord": ldirectord, "usr/libexec/heartbeat/send_arp": ""}
     for name, body in stubs.items():
         path = tmp_path / name if "/" in name else bin_dir / name
         path.write_text(f'#!/bin/sh\necho "{path.name} $*" >> "$S/calls"\n{body}\n')
@@ -52,8 +55,8 @@ def root(tmp_path: Path) -> Path:
     return tmp_path
 
 
-def run(root: Path, action: str) -> str:
-    env = {**os.environ, "PATH": f"{root / 'bin'}:{os.environ['PATH']}", "S": str(root), "LVSDIRECTOR_ROOT": str(root)}
+def run(root: Path, action: str, **extra: str) -> str:
+    env = {**os.environ, "PATH": f"{root / 'bin'}:{os.environ['PATH']}", "S": str(root), "LVSDIRECTOR_ROOT": str(root), **extra}
     result = subprocess.run([str(SCRIPT), SPEC, "ldirectord.cf", action], env=env, capture_output=True, text=True, timeout=10)
     assert result.returncode == 0, result.stderr
     return result.stdout
@@ -68,8 +71,28 @@ def test_start_moves_the_vip_before_the_slow_parts(root: Path) -> None:
     names = [c.split()[0] for c in calls(root)]
     assert names.index("ipvsadm") < names.index("ip") < names.index("LVSSyncDaemonSwap") < names.index("ldirectord")
     assert "ip addr add 192.168.0.105/24 brd 192.168.0.255 dev eth0" in calls(root)
+    # LWP's protocol modules load with ldirectord, not inside its first check's timeout
+    assert "PERL5OPT=-MLWP::Protocol::http -MURI::http -MIO::Uncompress::Gunzip" in calls(root)
     assert (root / "table").read_text().strip() == SERVICE
     assert run(root, "status").strip() == "LVSDirector 192.168.0.105 running"
+
+
+def test_a_takeover_logs_its_time_and_leaves_real_time_after_the_vip(root: Path) -> None:
+    (root / "proc/uptime").write_text("50.38 12.00\n")
+    run(root, "start", TAKEOVER_AT="50.15")
+    names = [c.split()[0] for c in calls(root)]
+    assert names.index("ip") < names.index("chrt") < names.index("LVSSyncDaemonSwap")
+    assert [c for c in calls(root) if c.startswith("chrt")][0].startswith("chrt --other --pid 0 ")
+    line = "logger -t LVSDirector -p local0.info 192.168.0.105 up on eth0, 230 ms after harc heard the peer is dead"
+    deadline = time.monotonic() + 5  # the log line is written in the background
+    while line not in calls(root) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert line in calls(root)
+
+
+def test_a_plain_start_stays_at_its_priority(root: Path) -> None:
+    run(root, "start")
+    assert not [c for c in calls(root) if c.startswith("chrt")]
 
 
 def test_a_second_start_keeps_the_running_table(root: Path) -> None:
