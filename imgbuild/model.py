@@ -93,11 +93,11 @@ class Balancer(Strict):
     check_page: str = Field("ldirector.html", pattern=r"^[A-Za-z0-9._/-]+$")
     check_receive: str = Field("Test Page", min_length=1, pattern=r'^[^"\n]+$')
     # A dead or hung web server is out of rotation after check_interval + check_timeout and one
-    # round of the other servers' checks: up to 3.25 s measured (the seed's 2 + 10 left one failing
-    # new connections for 12 s). A 1 s timeout was faster, but once made ldirectord's first checks
-    # after a takeover fail under emulation and take every real server out.
+    # round of the other servers' checks (the seed's 2 + 10 left one failing new connections for
+    # 12 s). A check of a live server takes 30-80 ms under emulation once ldirectord has loaded
+    # LWP's modules (LVSDirector preloads them; the first check used to take over a second).
     check_interval: int = Field(1, ge=1, le=3600, description="seconds between checks")
-    check_timeout: int = Field(2, ge=1, le=3600, description="seconds a check may take")
+    check_timeout: int = Field(1, ge=1, le=3600, description="seconds a check may take")
     # quiescent=yes (the seed's) keeps a dead server in the table with weight 0, and IPVS reused
     # its connection entries for clients' recycled ports: new connections failed for 35 s and more.
     quiescent: bool = False

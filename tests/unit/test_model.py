@@ -22,7 +22,7 @@ def test_default_is_the_seed_cluster():
     ]
     assert str(c.network.vip) == "192.168.0.105"
     assert c.balancer.scheduler == "rr" and not c.balancer.quiescent  # the seed says yes: see the model
-    assert (c.balancer.check_interval, c.balancer.check_timeout) == (1, 2)  # the seed: 2, 10
+    assert (c.balancer.check_interval, c.balancer.check_timeout) == (1, 1)  # the seed: 2, 10
     assert not c.heartbeat.auto_failback and c.heartbeat.auth_method == "sha1"
     # the second heartbeat path: one address and one NIC per balancer, none for web servers
     assert [(str(c.link_address(n)), c.link_mac(n)) for n in c.by_role(model.Role.loadbalancer)] == [
