@@ -37,6 +37,7 @@ esac
     "arping": '[ ! -e "$S/peer-has-vip" ]',
     "logger": "",
     "chrt": "",
+    "nice": 'shift 2; exec "$@"',
 }
 
 
@@ -73,6 +74,7 @@ def test_start_moves_the_vip_before_the_slow_parts(root: Path) -> None:
     assert "ip addr add 192.168.0.105/24 brd 192.168.0.255 dev eth0" in calls(root)
     # LWP's protocol modules load with ldirectord, not inside its first check's timeout
     assert "PERL5OPT=-MLWP::Protocol::http -MURI::http -MIO::Uncompress::Gunzip" in calls(root)
+    assert "nice -n -10 " + str(root / "etc/ha.d/resource.d/ldirectord") + " ldirectord.cf start" in calls(root)
     assert (root / "table").read_text().strip() == SERVICE
     assert run(root, "status").strip() == "LVSDirector 192.168.0.105 running"
 
