@@ -80,6 +80,11 @@ def check_bound(lb) -> float:
     return lb.check_interval + lb.check_timeout + CHECK_ROUND_S
 
 
+def vip_here(net) -> str:
+    """Shell condition: this node holds the VIP (holds_vip, for polling inside a node)."""
+    return f"{{ ip -4 -o addr show dev {net.interface} | grep -qF ' inet {net.vip}/'; }}"
+
+
 def hears(peer) -> str:
     """Shell test: the node's heartbeat hears peer."""
     return f"cl_status nodestatus {peer.name} | grep -qx active"
@@ -596,7 +601,7 @@ def test_drill_partition_active(cluster, drills, fault_round):
             d.heal(f"cables of {active.name} back", lambda: active.unblock(*nics))
         # The node whose cable came back yields (lvs-link-watch); timed inside it, since polling
         # both nodes over SSH took up to a second per round on a slow host.
-        released = d.until_on(active, f"! {{ ip -4 -o addr show dev {net.interface} | grep -qF ' inet {net.vip}/'; }}", f"{active.name} released the VIP", 60)
+        released = d.until_on(active, f"! {vip_here(net)}", f"{active.name} released the VIP", 60)
         d.extra["one_holder_s"] = round(released - (d.heal_at - d.fault_at), 2)
         assert vip_holders(cluster) == [standby], "after the partition the VIP must stay with the node the clients were turned to"
         # heartbeat v1 restarts itself on both sides once a partition heals (it has no setting
