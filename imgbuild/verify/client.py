@@ -50,7 +50,7 @@ def spread(url: str, count: int, timeout: float = 2.0) -> Counter[str | None]:
 
 # -- what was recorded, and what it means -------------------------------------------------------
 
-# One request: (start, seconds it took, ok, answering server or None, channel).
+# One request: (start, seconds it took, ok, the answering server if ok else why it failed, channel).
 Row = tuple[float, float, bool, "str | None", str]
 
 
@@ -75,6 +75,11 @@ def outage(requests: Sequence[Sequence[Any]], channel: str = NEW) -> float:
     """Seconds from the first failed request to the first success after it (0 when none failed)."""
     windows = failure_windows(requests, channel)
     return windows[0][1] - windows[0][0] if windows else 0.0
+
+
+def failures_after(requests: Sequence[Sequence[Any]], moment: float, until: float = float("inf"), channel: str = NEW) -> list[str]:
+    """The new connections started between moment and until that failed, as "+0.35 s: why"."""
+    return [f"+{r[0] - moment:.2f} s: {r[3]}" for r in sorted(requests) if r[4] == channel and moment < r[0] < until and not r[2]]
 
 
 @dataclass(frozen=True)
@@ -121,11 +126,17 @@ def figures(requests: Sequence[Sequence[Any]], download: Sequence[tuple[float, i
 # -- the client ---------------------------------------------------------------------------------
 
 
-def _get(host: str, port: int, path: str, timeout: float) -> str | None:
-    """One HTTP/1.0 request on a new connection, all of it within timeout: the answering server."""
+def _get(host: str, port: int, path: str, timeout: float) -> tuple[bool, str]:
+    """One HTTP/1.0 request on a new connection, all of it within timeout: (ok, the answering
+    server) or (False, why, with the client port): a SYN left unanswered reads differently from
+    a hung server, and the port finds the connection in the director's table."""
     deadline = time.monotonic() + timeout
-    try:
-        with socket.create_connection((host, port), timeout=timeout) as sock:
+    step = "connect"
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        try:
+            sock.settimeout(timeout)
+            sock.connect((host, port))
+            step = "response"
             sock.sendall(f"GET {path} HTTP/1.0\r\nHost: {host}\r\n\r\n".encode())
             body = b""
             while True:
@@ -134,9 +145,19 @@ def _get(host: str, port: int, path: str, timeout: float) -> str | None:
                 if not chunk:
                     break
                 body += chunk
-        return served_by(body) if body.startswith(b"HTTP/1.1 200") or body.startswith(b"HTTP/1.0 200") else None
+        except OSError as err:
+            why = "timeout" if isinstance(err, TimeoutError) else err.strerror or type(err).__name__
+            return False, f"{step} {why} (port {_local_port(sock)})"
+    if body.startswith(b"HTTP/1.1 200") or body.startswith(b"HTTP/1.0 200"):
+        return True, served_by(body)
+    return False, (body.split(b"\r\n", 1)[0].decode(errors="replace") or "empty response")
+
+
+def _local_port(sock: socket.socket) -> int:
+    try:
+        return int(sock.getsockname()[1])
     except OSError:
-        return None
+        return 0
 
 
 @dataclass
@@ -203,8 +224,8 @@ class Traffic:
         period = 1 / self.rate
 
         def one(at: float) -> None:
-            server = _get(self.host, self.port, self.path, self.timeout)
-            self.requests.append((at, time.monotonic() - at, server is not None, server, NEW))
+            ok, server = _get(self.host, self.port, self.path, self.timeout)
+            self.requests.append((at, time.monotonic() - at, ok, server, NEW))
 
         with ThreadPoolExecutor(max_workers=int(self.rate * self.timeout) + 2) as pool:
             tick = time.monotonic()

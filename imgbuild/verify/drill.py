@@ -48,6 +48,14 @@ class Drill:
     extra: dict[str, Any] = field(default_factory=dict)
     figures: Figures | None = None
     ha_log: dict[str, str] = field(default_factory=dict)  # what each balancer's heartbeat logged
+    recorded: dict[str, Any] | None = None  # the report's entry, once the drill has ended
+
+    def note(self, key: str, value: Any) -> Any:
+        """A figure worked out after the drill ended: into extra and the report's entry. Returns value."""
+        self.extra[key] = value
+        if self.recorded is not None:
+            self.recorded["figures"][key] = value
+        return value
 
     def fault(self, what: str, act: Callable[[], None]) -> None:
         self.fault_at = self.traffic.mark(what)
@@ -151,4 +159,5 @@ def drill(cluster: RunningCluster, drills: list[dict[str, Any]], name: str, titl
         record = d.record()
         figure = record["figures"].get(bounded)
         record["passed"] = bound_s is None or (figure is not None and figure <= bound_s)
+        d.recorded = record
         drills.append(record)

@@ -18,7 +18,7 @@ import time
 import pytest
 
 from imgbuild.model import Role
-from imgbuild.verify.client import spread, who_answers
+from imgbuild.verify.client import failures_after, spread, who_answers
 from imgbuild.verify.drill import drill, until
 
 IPVS_MODULES = "ip_vs ip_vs_dh ip_vs_ftp ip_vs_lblc ip_vs_lblcr ip_vs_lc ip_vs_nq ip_vs_rr ip_vs_sed ip_vs_sh ip_vs_wlc ip_vs_wrr".split()
@@ -88,6 +88,16 @@ def vip_here(net) -> str:
 def hears(peer) -> str:
     """Shell test: the node's heartbeat hears peer."""
     return f"cl_status nodestatus {peer.name} | grep -qx active"
+
+
+def table_entries_of(machine, failures: list[str]) -> list[str]:
+    """The director's connection entries of the client ports that failed (see failures_after):
+    which real server a recycled port was sent to, and in what state."""
+    ports = sorted({m for f in failures for m in re.findall(r"\(port (\d+)\)", f) if m != "0"})
+    if not ports:
+        return []
+    found = machine.execute(f"ipvsadm -L -n -c | grep -E ':({'|'.join(ports)}) '")[1]
+    return found.splitlines()
 
 
 def real_servers(machine, vip: str, port: int) -> dict[str, tuple[str, int]]:
@@ -523,9 +533,11 @@ def test_drill_hung_webserver(cluster, drills, fault_round):
             d.heal(f"SIGCONT apache2 on {victim.name}", lambda: web.succeed("systemctl kill -s CONT apache2"))
         d.extra["back_in_s"] = round(d.until_on(active, scheduled(net, lb, [victim]), f"{victim.name} back in rotation", bound + 30) - (d.heal_at - d.fault_at), 2)
     late = [r for r in d.traffic.requests if r[4] == "new" and removed < r[0] < d.heal_at]
-    d.extra["failed_while_out"] = sum(not r[2] for r in late)
+    d.note("failed_while_out", sum(not r[2] for r in late))
+    d.note("failures_while_out", failures_after(late, removed))
+    d.note("table_entries_of_failures", table_entries_of(active, d.extra["failures_while_out"]))
     assert d.extra["out_of_rotation_s"] <= bound, f"{victim.name} out after {d.extra['out_of_rotation_s']} s, bound {bound:.0f} s"
-    assert d.extra["failed_while_out"] == 0, f"{d.extra['failed_while_out']} of {len(late)} new connections failed while {victim.name} was out"
+    assert d.extra["failed_while_out"] == 0, f"{d.extra['failed_while_out']} of {len(late)} new connections failed while {victim.name} was out: {d.extra['failures_while_out']}, {d.extra['table_entries_of_failures']}"
 
 
 @pytest.mark.faults
@@ -573,7 +585,7 @@ def test_drill_heartbeat_path_lost(cluster, drills, fault_round):
             d.traffic.mark(f"cable of {active.name}'s {hb.link.interface} back")
             active.unblock(1)
         time.sleep(1.0)
-    d.extra["holder_samples"] = len(samples)
+    d.note("holder_samples", len(samples))
     assert samples and set(samples) == {1}, f"VIP holders per sample: {samples}"
     assert active_balancer(cluster) is active, "the VIP moved with one heartbeat path left"
     assert d.figures.failed == 0, f"{d.figures.failed} of {d.figures.total} new connections failed"
@@ -609,10 +621,12 @@ def test_drill_partition_active(cluster, drills, fault_round):
         time.sleep(30.0)
         d.until(lambda: all(m.execute(hears(standby_of(cluster, m)))[0] == 0 for m in cluster.role(Role.loadbalancer)), "both heartbeats hear each other", 60)
     after_heal = [r for r in d.traffic.requests if r[4] == "new" and r[0] > d.heal_at]
-    d.extra["failed_after_heal"] = sum(not r[2] for r in after_heal)
+    d.note("failed_after_heal", sum(not r[2] for r in after_heal))
+    d.note("failures_after_heal", failures_after(after_heal, d.heal_at))
+    d.note("table_entries_of_failures", table_entries_of(standby, d.extra["failures_after_heal"]))
     assert_served_through(d)
     assert d.extra["one_holder_s"] <= 2.0, f"two balancers held the VIP for {d.extra['one_holder_s']} s after the cable was back"
-    assert d.extra["failed_after_heal"] == 0, f"{d.extra['failed_after_heal']} of {len(after_heal)} new connections failed after the partition healed"
+    assert d.extra["failed_after_heal"] == 0, f"{d.extra['failed_after_heal']} of {len(after_heal)} new connections failed after the partition healed: {d.extra['failures_after_heal']}, {d.extra['table_entries_of_failures']}"
     assert len(vip_holders(cluster)) == 1
 
 
@@ -641,6 +655,10 @@ def test_drill_webserver_power_loss(cluster, report, drills):
     d_failed_after = sum(not r[2] for r in late)
     report["webserver_out_of_rotation_s"] = round(detected, 2)
     report["webserver_failed_after_removal"] = f"{d_failed_after}/{len(late)}"
-    drills[-1]["figures"]["failed_after_removal"] = d_failed_after
+    d.note("failed_after_removal", d_failed_after)
+    failures = d.note("failures_after_removal", failures_after(late, removed))
+    entries = d.note("table_entries_of_failures", table_entries_of(active, failures))
     assert detected <= bound, f"{victim.name} out of rotation after {detected:.2f} s, bound check_interval + check_timeout + {CHECK_ROUND_S} = {bound} s"
-    assert late and d_failed_after == 0, f"{d_failed_after} of {len(late)} new connections failed after {victim.name} left the table"
+    assert late and d_failed_after == 0, (
+        f"{d_failed_after} of {len(late)} new connections failed after {victim.name} left the table: {failures}, {entries}"
+    )

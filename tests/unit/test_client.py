@@ -1,10 +1,12 @@
-"""The probe's arithmetic on synthetic samples: outage windows and a drill's figures."""
+"""The probe's arithmetic on synthetic samples: outage windows and a drill's figures; and
+what a failed request says about itself, against loopback sockets."""
 
 from __future__ import annotations
 
 import math
+import socket
 
-from imgbuild.verify.client import failure_windows, figures, outage
+from imgbuild.verify.client import _get, failure_windows, failures_after, figures, outage
 
 
 def probe(pattern: str, start: float = 0.0, step: float = 0.05, channel: str = "new") -> list[tuple[float, float, bool, str | None, str]]:
@@ -55,3 +57,22 @@ def test_figures_of_a_drill_that_never_recovered():
     seen = figures(probe(".xx"), [(0.01, 10)], broken=0, download_error="reset", since=0.0)
     assert seen.outage_s == math.inf and seen.as_dict()["outage_s"] == math.inf
     assert seen.download_error == "reset"
+
+
+def test_failures_after_lists_each_failed_new_connection_with_its_reason():
+    rows = [(1.0, 0.25, False, "connect timeout (port 40000)", "new"), (1.5, 0.01, True, "web1", "new"),
+            (2.0, 0.25, False, "response timeout (port 40002)", "new"), (2.1, 0.3, False, None, "keepalive-0"),
+            (0.5, 0.25, False, "connect timeout (port 39998)", "new")]  # fmt: skip
+    assert failures_after(rows, 0.8) == ["+0.20 s: connect timeout (port 40000)", "+1.20 s: response timeout (port 40002)"]
+    assert failures_after(rows, 0.8, until=1.9) == ["+0.20 s: connect timeout (port 40000)"]
+
+
+def test_get_says_why_a_new_connection_failed():
+    with socket.socket() as silent:  # accepts TCP, never answers: a hung server
+        silent.bind(("127.0.0.1", 0))
+        silent.listen()
+        ok, why = _get("127.0.0.1", silent.getsockname()[1], "/", 0.1)
+        assert not ok and why.startswith("response timeout (port ")
+        closed = silent.getsockname()[1]
+    ok, why = _get("127.0.0.1", closed, "/", 0.1)
+    assert not ok and why.startswith("connect Connection refused (port ")
