@@ -31,7 +31,7 @@ def root(tmp_path: Path) -> Path:
 
 
 def takeover(root: Path, node: str) -> list[str]:
-    env = {**os.environ, "PATH": f"{root / 'bin'}:{os.environ['PATH']}", "TAKEOVER_ROOT": str(root)}
+    env = {**os.environ, "PATH": f"{root / 'bin'}:{os.environ['PATH']}", "IMGBUILD_ROOT": str(root)}
     result = subprocess.run([str(SCRIPT), node], env=env, capture_output=True, text=True, timeout=10)
     assert result.returncode == 0, result.stderr
     calls = root / "calls"
@@ -49,3 +49,24 @@ def test_a_dead_peer_starts_its_groups_and_ours(root: Path, node: str) -> None:
 @pytest.mark.parametrize("node", ["192.168.0.1", "loadb2", "", "loadb"])
 def test_no_takeover_for_a_ping_node_ourselves_or_a_stranger(root: Path, node: str) -> None:
     assert takeover(root, node) == []
+
+
+PEERS = SCRIPT.parent / "peers.sh"
+
+
+@pytest.mark.parametrize(("ha_cf", "node", "peer"), [
+    (HA_CF, "loadb1", True),
+    (HA_CF, "loadb2", False),  # ourselves
+    (HA_CF, "192.168.0.1", False),  # a ping node
+    (HA_CF, "loadb", False),
+    (HA_CF, "", False),
+    ("node loadb2 loadb1\n", "loadb1", True),  # several nodes on one line
+    ("#node loadb1\nnode loadb2\n", "loadb1", False),
+])  # fmt: skip
+def test_is_peer_is_ha_cf_membership(tmp_path: Path, ha_cf: str, node: str, peer: bool) -> None:
+    """The one test takeover and mach_down share: which dead node moves resource groups."""
+    (tmp_path / "etc/ha.d").mkdir(parents=True)
+    (tmp_path / "etc/ha.d/ha.cf").write_text(ha_cf)
+    env = {**os.environ, "IMGBUILD_ROOT": str(tmp_path)}
+    result = subprocess.run(["sh", "-c", f'. "{PEERS}"; is_peer "$1" loadb2', "sh", node], env=env, timeout=10)
+    assert (result.returncode == 0) is peer
