@@ -7,8 +7,10 @@ command works without a file.
 from __future__ import annotations
 
 import ipaddress
+import json
 import re
 import tomllib
+from importlib import resources
 from enum import Enum
 from pathlib import Path
 from typing import Annotated, Literal
@@ -18,6 +20,7 @@ from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
+    StringConstraints,
     ValidationError,
     model_validator,
 )
@@ -29,6 +32,10 @@ from imgbuild.errors import ConfigError
 _HOSTNAME = re.compile(r"^(?!-)[a-z0-9-]{1,63}(?<!-)$")
 _DOMAIN = re.compile(r"^(?!-)[a-z0-9-]{1,63}(?<!-)(\.(?!-)[a-z0-9-]{1,63}(?<!-))*$")
 _MAC = re.compile(r"^([0-9a-f]{2}:){5}[0-9a-f]{2}$")
+# The most a cluster file may hold: generous for a real cluster, small enough that nothing the
+# user writes makes imgbuild use memory or time out of proportion.
+MAX_FILE_BYTES = 256 * 1024
+MAX_NESTING = 16
 
 # Schedulers whose modules the loadbalancer image loads at boot.
 SCHEDULERS = ("rr", "wrr", "lc", "wlc", "lblc", "lblcr", "dh", "sh", "sed", "nq")
@@ -50,12 +57,54 @@ def _mac(value: str) -> str:
     value = value.lower()
     if not _MAC.fullmatch(value):
         raise ValueError("not a MAC address like 52:54:00:12:34:56")
+    if int(value[:2], 16) & 1 or value == "00:00:00:00:00:00":
+        raise ValueError("a broadcast, multicast or all-zero MAC cannot be a NIC's; use a unicast one like 52:54:00:12:34:56")
+    return value
+
+
+def _interface(value: str) -> str:
+    if not re.fullmatch(r"[a-z][a-z0-9]{0,14}", value):
+        raise ValueError("not an interface name (a lowercase letter, then letters and digits, at most 15)")
+    return value
+
+
+def _host_subnet(value: ipaddress.IPv4Network) -> ipaddress.IPv4Network:
+    special = value.is_loopback or value.is_multicast or value.is_link_local or value.is_reserved or value.is_unspecified
+    if special or value.subnet_of(ipaddress.IPv4Network("0.0.0.0/8")):
+        raise ValueError(f"{value} is a loopback, link-local, multicast or reserved range; use a private one like 192.168.0.0/24")
+    return value
+
+
+def _node_subnet_size(value: ipaddress.IPv4Network) -> ipaddress.IPv4Network:
+    # /16 at most (65k addresses to search for a free one), /29 at least (four nodes, VIP, PXE server)
+    if not 16 <= value.prefixlen <= 29:
+        raise ValueError(f"{value}: the prefix must be /16 to /29")
+    return value
+
+
+def _plain_text(value: str) -> str:
+    if re.search(r"[\x00-\x1f\x7f]", value):
+        raise ValueError("must not contain control characters (newline, tab, carriage return, ...)")
     return value
 
 
 Hostname = Annotated[str, AfterValidator(_hostname)]
 Domain = Annotated[str, AfterValidator(_domain)]
 Mac = Annotated[str, AfterValidator(_mac)]
+Interface = Annotated[str, AfterValidator(_interface)]
+NodeSubnet = Annotated[ipaddress.IPv4Network, AfterValidator(_host_subnet), AfterValidator(_node_subnet_size)]
+
+
+def served_pages() -> dict[str, str]:
+    """The pages the webserver image serves, by path, from the element's static tree."""
+    root = resources.files("imgbuild.elements").joinpath("imgbuild-webserver/static/var/www/html")
+    return {page.name: page.read_text() for page in root.iterdir() if page.is_file()}
+
+
+_SYSTEM_USERS = frozenset(
+    "root daemon bin sys sync games man lp mail news uucp proxy www-data backup list irc nobody systemd-network "
+    "systemd-timesync messagebus sshd hacluster haclient _apt".split()
+)
 
 
 class Role(str, Enum):
@@ -66,23 +115,23 @@ class Role(str, Enum):
 class Strict(BaseModel):
     """Unknown keys are errors: a typo must not silently fall back to a default."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
 
 
 class Node(Strict):
     name: Hostname
     role: Role
     address: ipaddress.IPv4Address
-    mac: Mac | None = Field(None, description="NIC MAC; derived from the name when unset")
+    mac: Mac | None = Field(None, description="NIC MAC; derived from the address when unset")
 
 
 class Network(Strict):
-    subnet: ipaddress.IPv4Network = ipaddress.IPv4Network("192.168.0.0/24")
+    subnet: NodeSubnet = ipaddress.IPv4Network("192.168.0.0/24")
     gateway: ipaddress.IPv4Address | None = None
     vip: ipaddress.IPv4Address = ipaddress.IPv4Address("192.168.0.105")
-    domain: Domain = "example.com"
-    interface: str = Field("eth0", pattern=r"^[a-z][a-z0-9]{0,14}$")
-    nameservers: list[ipaddress.IPv4Address] = []
+    domain: Annotated[Domain, StringConstraints(max_length=253)] = "example.com"
+    interface: Interface = "eth0"
+    nameservers: list[ipaddress.IPv4Address] = Field([], max_length=3, description="resolv.conf reads three at most")
 
 
 class Balancer(Strict):
@@ -90,8 +139,9 @@ class Balancer(Strict):
 
     port: int = Field(80, ge=1, le=65535)
     scheduler: Literal[SCHEDULERS] = "rr"  # type: ignore[valid-type]
-    check_page: str = Field("ldirector.html", pattern=r"^[A-Za-z0-9._/-]+$")
-    check_receive: str = Field("Test Page", min_length=1, pattern=r'^[^"\n]+$')
+    check_page: str = Field("ldirector.html", description="a page the webserver image serves (elements/imgbuild-webserver/static/var/www/html)")
+    # ldirectord cuts its config lines at '#' and matches `receive` as a Perl regex: plain words only.
+    check_receive: str = Field("Test Page", min_length=1, max_length=64, pattern=r"^[A-Za-z0-9 _,:;!'-]+$")
     # A dead or hung web server is out of rotation after check_interval + check_timeout and one
     # round of the other servers' checks (the seed's 2 + 10 left one failing new connections for
     # 12 s). A check of a live server takes 30-80 ms under emulation once ldirectord has loaded
@@ -103,6 +153,15 @@ class Balancer(Strict):
     quiescent: bool = False
     persistence: int | None = Field(None, ge=1, le=86400, description="sticky seconds")
 
+    @model_validator(mode="after")
+    def _check(self) -> Balancer:
+        pages = served_pages()
+        if self.check_page not in pages:
+            raise ValueError(f"check_page {self.check_page!r} is not served by the webserver image; it serves {', '.join(sorted(pages))}")
+        if self.check_receive not in pages[self.check_page]:
+            raise ValueError(f"check_receive {self.check_receive!r} is not in {self.check_page}; the web servers would all fail their check")
+        return self
+
 
 class HeartbeatLink(Strict):
     """A second heartbeat path: a dedicated link between the two balancers (a crossover cable or
@@ -110,19 +169,19 @@ class HeartbeatLink(Strict):
     balancers take the subnet's first two host addresses, in the order of the node list."""
 
     enabled: bool = True
-    interface: str = Field("eth1", pattern=r"^[a-z][a-z0-9]{0,14}$")
-    subnet: ipaddress.IPv4Network = ipaddress.IPv4Network("10.255.255.0/30")
+    interface: Interface = "eth1"
+    subnet: Annotated[ipaddress.IPv4Network, AfterValidator(_host_subnet)] = ipaddress.IPv4Network("10.255.255.0/30")
 
 
 class Heartbeat(Strict):
     """ha.cf timing and transport. Times in milliseconds; defaults fail over fast: a node is dead
     after 1 s without heartbeats (four missed), and a client saw 3 s of outage in verify."""
 
-    keepalive_ms: int = Field(250, ge=100)
-    deadtime_ms: int = Field(1000, ge=200)
-    warntime_ms: int = Field(500, ge=100)
-    initdead_ms: int = Field(10000, ge=200)
-    transports: list[Literal["bcast", "mcast", "ucast"]] = Field(["bcast"], min_length=1)
+    keepalive_ms: int = Field(250, ge=100, le=10_000)
+    deadtime_ms: int = Field(1000, ge=200, le=300_000)
+    warntime_ms: int = Field(500, ge=100, le=300_000)
+    initdead_ms: int = Field(10000, ge=200, le=600_000)
+    transports: list[Literal["bcast", "mcast", "ucast"]] = Field(["bcast"], min_length=1, max_length=3)
     mcast_group: ipaddress.IPv4Address = ipaddress.IPv4Address("225.0.0.1")
     udpport: int = Field(694, ge=1, le=65535)
     auto_failback: bool = False
@@ -142,6 +201,8 @@ class Heartbeat(Strict):
             raise ValueError("auth_method 'crc' authenticates nothing; use sha1")
         if not self.mcast_group.is_multicast:
             raise ValueError(f"mcast_group {self.mcast_group} is not a multicast address")
+        if len(set(self.transports)) != len(self.transports):
+            raise ValueError("transports lists a transport twice")
         return self
 
 
@@ -149,11 +210,17 @@ class Admin(Strict):
     """The key-based admin user that operators and `imgbuild verify` log in as."""
 
     user: Hostname = "admin"
-    ssh_keys: list[str] = Field([], description="public keys; a per-cluster key is generated when empty")
-    password: str | None = Field(None, description="plain text, hashed with sha512_crypt; login stays key-only when unset")
+    ssh_keys: list[Annotated[str, StringConstraints(max_length=16384)]] = Field(
+        [], max_length=32, description="public keys; a per-cluster key is generated when empty"
+    )
+    password: Annotated[str, StringConstraints(min_length=8, max_length=256), AfterValidator(_plain_text)] | None = Field(
+        None, description="plain text, hashed with sha512_crypt; login stays key-only when unset"
+    )
 
     @model_validator(mode="after")
     def _keys(self) -> Admin:
+        if self.user in _SYSTEM_USERS:
+            raise ValueError(f"user {self.user!r} is a system account of the images; choose another name, e.g. admin")
         for key in self.ssh_keys:
             # fullmatch: `$` alone lets a trailing newline through, into authorized_keys
             if not re.fullmatch(r"(ssh-(ed25519|rsa|dss)|ecdsa-sha2-nistp\d+|sk-\S+) [A-Za-z0-9+/=]+( [^\x00-\x1f\x7f]*)?", key):
@@ -163,8 +230,8 @@ class Admin(Strict):
 
 class Build(Strict):
     release: Literal["bookworm"] = "bookworm"
-    mirror: str | None = Field(None, description="Debian mirror URL; the host's apt sources when unset")
-    security_mirror: str | None = Field(None, description="Debian security mirror URL; the host's when unset")
+    mirror: Annotated[str, StringConstraints(max_length=2048)] | None = Field(None, description="Debian mirror URL; the host's apt sources when unset")
+    security_mirror: Annotated[str, StringConstraints(max_length=2048)] | None = Field(None, description="Debian security mirror URL; the host's when unset")
     kernel: Literal["cloud-amd64", "amd64"] = "cloud-amd64"
     image_size_gb: float | None = Field(None, gt=0.5, le=64, description="root filesystem size; fitted to the content when unset")
     formats: list[Literal["qcow2", "raw"]] = Field(["qcow2", "raw"], min_length=1)
@@ -175,7 +242,8 @@ class Build(Strict):
     @model_validator(mode="after")
     def _urls(self) -> Build:
         for url in (self.mirror, self.security_mirror):
-            if url is not None and not re.fullmatch(r"(https?|file)://\S+", url):
+            # RFC 3986 characters only: the URL goes into apt sources and the build's environment
+            if url is not None and not re.fullmatch(r"(https?|file)://[A-Za-z0-9._~:/?#@!$&()*+,;=%\[\]-]+", url):
                 raise ValueError(f"mirror {url!r} is not an http(s):// or file:// URL")
         return self
 
@@ -184,7 +252,7 @@ class OpenStack(Strict):
     """Glance image properties for the whole-disk images."""
 
     firmware: Literal["bios", "uefi"] = Field("bios", description="hw_firmware_type; the disk boots under both")
-    min_ram_mb: int = Field(512, ge=128)
+    min_ram_mb: int = Field(512, ge=128, le=1_048_576)
 
 
 class Pxe(Strict):
@@ -197,6 +265,7 @@ class Pxe(Strict):
 class Cluster(Strict):
     name: Hostname = "ultramonkey"
     nodes: list[Node] = Field(
+        max_length=64,
         default_factory=lambda: [
             Node(name="webserver1", role=Role.webserver, address=ipaddress.IPv4Address("192.168.0.101")),
             Node(name="webserver2", role=Role.webserver, address=ipaddress.IPv4Address("192.168.0.102")),
@@ -222,6 +291,7 @@ class Cluster(Strict):
             if dupes:
                 raise ValueError(f"duplicate node {what}: {', '.join(dupes)}")
         usable = (net.subnet.network_address, net.subnet.broadcast_address)
+        free = usable + (net.vip, *addresses)
         for node in self.nodes:
             if node.address not in net.subnet or node.address in usable:
                 raise ValueError(f"node {node.name}: address {node.address} is not a host address of {net.subnet}")
@@ -229,14 +299,14 @@ class Cluster(Strict):
             raise ValueError(f"network.vip {net.vip} is not a host address of {net.subnet}")
         if net.vip in addresses:
             raise ValueError(f"network.vip {net.vip} is also a node address")
-        if net.gateway is not None and (net.gateway not in net.subnet or net.gateway in addresses or net.gateway == net.vip):
-            raise ValueError(f"network.gateway {net.gateway} must be a free address of {net.subnet}")
+        if net.gateway is not None and (net.gateway not in net.subnet or net.gateway in free):
+            raise ValueError(f"network.gateway {net.gateway} must be a free host address of {net.subnet} (not a node's, the VIP or the network/broadcast address)")
         if len(self.by_role(Role.loadbalancer)) != 2:
             raise ValueError("heartbeat needs exactly two loadbalancer nodes")
         if not self.by_role(Role.webserver):
             raise ValueError("the cluster needs at least one webserver node")
-        if self.pxe.server is not None and (self.pxe.server not in net.subnet or self.pxe.server in addresses):
-            raise ValueError(f"pxe.server {self.pxe.server} must be a free address of {net.subnet}")
+        if self.pxe.server is not None and (self.pxe.server not in net.subnet or self.pxe.server in free + (net.gateway,)):
+            raise ValueError(f"pxe.server {self.pxe.server} must be a free host address of {net.subnet} (not a node's, the VIP, the gateway or the network/broadcast address)")
         link = self.heartbeat.link
         if link.enabled:
             if link.interface == net.interface:
@@ -281,10 +351,12 @@ class Cluster(Strict):
     def free_address(self) -> ipaddress.IPv4Address:
         """The highest host address of the subnet that no node, VIP or gateway uses."""
         taken = {n.address for n in self.nodes} | {self.network.vip, self.network.gateway}
-        for address in reversed(list(self.network.subnet.hosts())):
+        subnet = self.network.subnet
+        for offset in range(2, subnet.num_addresses):
+            address = subnet.broadcast_address - offset + 1
             if address not in taken:
                 return address
-        raise ConfigError(f"no free address left in {self.network.subnet}")
+        raise ConfigError(f"no free address left in {subnet}; use a larger network.subnet")
 
     def pxe_server(self) -> ipaddress.IPv4Address:
         return self.pxe.server or self.free_address()
@@ -312,10 +384,29 @@ def _one_line(err: ValidationError, source: str) -> str:
     return f"{source}: {where}: {msg}" if where else f"{source}: {msg}"
 
 
+def _plain(value: object, where: str, source: str, depth: int = 0) -> None:
+    """Refuse what JSON cannot carry (TOML dates and times) and nesting deeper than any key needs."""
+    if depth > MAX_NESTING:
+        raise ConfigError(f"{source}: {where or 'the file'}: nested deeper than {MAX_NESTING} levels")
+    if isinstance(value, dict):
+        for key, item in value.items():
+            _plain(item, f"{where}.{key}" if where else key, source, depth + 1)
+    elif isinstance(value, list):
+        for i, item in enumerate(value):
+            _plain(item, f"{where}[{i}]", source, depth + 1)
+    elif not isinstance(value, (str, int, float, bool)):
+        raise ConfigError(f"{source}: {where}: a date or time is not valid here")
+
+
 def parse(data: dict, source: str = "config") -> Cluster:
-    """Validate a decoded description; any problem becomes one ConfigError line."""
+    """Validate a decoded description strictly: "80" is not a port and "yes" not a boolean.
+
+    Validated as JSON so that addresses and roles may be written as strings while numbers
+    and booleans must be what they say; any problem becomes one ConfigError line.
+    """
+    _plain(data, "", source)
     try:
-        return Cluster.model_validate(data)
+        return Cluster.model_validate_json(json.dumps(data), strict=True)
     except ValidationError as err:
         raise ConfigError(_one_line(err, source)) from None
 
@@ -324,10 +415,25 @@ def load(path: Path | None) -> Cluster:
     """The cluster from a TOML file, or the seed's cluster when no file is given."""
     if path is None:
         return Cluster()
+    if not str(path) or path.is_dir():
+        raise ConfigError(f"{path or repr('')}: is a directory, not a cluster file; pass a TOML file, e.g. one from `imgbuild init`")
     try:
-        data = tomllib.loads(path.read_text())
+        with path.open("rb") as f:
+            raw = f.read(MAX_FILE_BYTES + 1)
     except FileNotFoundError:
         raise ConfigError(f"{path}: no such file; write one with `imgbuild init {path}`") from None
+    except OSError as err:
+        raise ConfigError(f"{path}: cannot read it ({err.strerror}); check the path and its permissions") from None
+    if len(raw) > MAX_FILE_BYTES:
+        raise ConfigError(f"{path}: larger than {MAX_FILE_BYTES // 1024} KiB; a cluster file is a few KiB of TOML")
+    try:
+        data = tomllib.loads(raw.decode("utf-8"))
+    except UnicodeDecodeError:
+        raise ConfigError(f"{path}: not a text file (not UTF-8); pass the cluster's TOML file") from None
     except tomllib.TOMLDecodeError as err:
         raise ConfigError(f"{path}: not valid TOML: {err}") from None
+    except RecursionError:
+        raise ConfigError(f"{path}: nested deeper than {MAX_NESTING} levels") from None
+    if not data:
+        raise ConfigError(f"{path}: holds no settings; omit --config for the seed's cluster, or write one with `imgbuild init`")
     return parse(data, str(path))
