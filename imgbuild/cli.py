@@ -31,8 +31,8 @@ def user_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
             return fn(*args, **kwargs)
         except UserError as exc:
             if exc.detail:
-                ui.err.print(exc.detail, markup=False, highlight=False)
-            ui.err.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
+                ui.err.print(exc.detail, highlight=False)
+            ui.error(str(exc))
             raise typer.Exit(exc.exit_code) from None
 
     return wrapper
@@ -73,7 +73,7 @@ def build(
     results = builder.build_with_progress(roles, cluster, mirrors, output, force)
     for r, result in results.items():
         how = "unchanged, cached" if result.cached else f"built in {result.manifest['build_seconds']} s, log {result.log}"
-        ui.err.print(f"[green]✓[/] {r.value}: {builder.role_dir(output, r)}/ ({how})", soft_wrap=True)
+        ui.ok(f"{r.value}: {builder.role_dir(output, r)}/ ({how})")
     if json_out:
         ui.emit_json({r.value: result.manifest for r, result in results.items()})
 
@@ -96,11 +96,11 @@ def seed(
     cluster = model.load(config)
     nodes = [cluster.node(n) for n in node] if node else cluster.nodes
     for warning in credentials.warnings(cluster):
-        ui.err.print(f"[yellow]warning:[/] {warning}")
+        ui.warn(warning)
     written = {}
     for name, path in seeds_mod.write_seeds(cluster, seeds, nodes).items():
         written[name] = {"dir": str(path), "files": sorted(p.name for p in path.iterdir())}
-        ui.err.print(f"[green]✓[/] {name}: {path}/", soft_wrap=True)
+        ui.ok(f"{name}: {path}/")
     if json_out:
         ui.emit_json(written)
 
@@ -147,7 +147,7 @@ def pxe(
     cluster = model.load(config)
     seeds_mod.write_seeds(cluster, seeds)
     written = pxe_mod.write_tree(cluster, output, seeds, tree)
-    ui.err.print(f"[green]✓[/] PXE tree {tree}/ for {written['url']}/boot.ipxe", soft_wrap=True)
+    ui.ok(f"PXE tree {tree}/ for {written['url']}/boot.ipxe")
     if json_out:
         ui.emit_json(written)
     if serve:

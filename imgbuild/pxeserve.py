@@ -24,7 +24,7 @@ from imgbuild.model import Cluster
 
 class _Handler(SimpleHTTPRequestHandler):
     def log_message(self, format: str, *args: object) -> None:  # noqa: A002 (the stdlib's name)
-        ui.err.print(f"http {self.client_address[0]} {format % args}", markup=False, highlight=False)
+        ui.err.print(f"http {self.client_address[0]} {format % args}", highlight=False)
 
 
 def dnsmasq_command(cluster: Cluster, tree: Path, interface: str) -> list[str]:

@@ -10,9 +10,29 @@ from typing import Any
 
 from rich.console import Console
 from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+from rich.text import Text
 
-err = Console(stderr=True)
+# Text, never markup: paths, node names and error messages may hold '[' (a key named "[/x]" once
+# crashed the error printer).
+err = Console(stderr=True, markup=False)
 out = Console()
+
+
+def _line(mark: str, style: str, message: str) -> None:
+    """A status line on stderr; the message is text, never markup (paths and errors may hold '[')."""
+    err.print(Text.assemble((mark, style), " ", message), highlight=False, soft_wrap=True)
+
+
+def ok(message: str) -> None:
+    _line("✓", "green", message)
+
+
+def warn(message: str) -> None:
+    _line("warning:", "yellow", message)
+
+
+def error(message: str) -> None:
+    _line("error:", "bold red", message)
 
 
 def emit_json(data: Any) -> None:
@@ -22,7 +42,7 @@ def emit_json(data: Any) -> None:
 @contextmanager
 def progress(titles: list[str]) -> Iterator[Callable[[str, str], None]]:
     """One spinner line per title with its elapsed time; call update(title, status)."""
-    with Progress(SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn(), console=err, transient=True) as bar:
+    with Progress(SpinnerColumn(), TextColumn("{task.description}", markup=False), TimeElapsedColumn(), console=err, transient=True) as bar:
         tasks = {title: bar.add_task(title) for title in titles}
 
         def update(title: str, status: str) -> None:

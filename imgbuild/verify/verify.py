@@ -7,8 +7,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-from rich.markup import escape
 from rich.table import Table
+from rich.text import Text
 
 from imgbuild import state, ui
 from imgbuild.builder import build as builder
@@ -52,7 +52,7 @@ def summary(report: dict[str, Any]) -> Table:
     table.add_column("s", justify="right")
     for check in report["checks"]:
         colour = {"passed": "green", "failed": "red"}.get(check["outcome"], "yellow")
-        table.add_row(escape(check["check"]), f"[{colour}]{check['outcome']}[/]", f"{check['seconds']:.1f}")
+        table.add_row(Text(check["check"]), Text(check["outcome"], style=colour), f"{check['seconds']:.1f}")
     return table
 
 
@@ -101,7 +101,7 @@ def verify(
                 ui.err.print(f"cluster kept: `ip netns exec {running.netns_name} ssh -i {ssh_key} {cluster.admin.user}@ADDRESS`")
     except NodeFailed as err:
         report.update(exit_code=1, checks=[{"check": "boot", "outcome": "failed", "seconds": 0, "detail": str(err)}], measurements={}, drills=[])
-        ui.err.print(f"[red]{escape(str(err))}[/]", highlight=False)
+        ui.error(str(err))
     report["total_seconds"] = round(time.monotonic() - started, 1)
     (report_dir / "report.json").write_text(json.dumps(report, indent=2, default=str) + "\n")
     html = report_html(report, report_dir)  # a timeline picture per drill, linked from one page
