@@ -6,6 +6,7 @@ from dataclasses import dataclass
 from importlib import resources
 
 import jinja2
+import yaml
 from passlib.hash import sha512_crypt
 
 from imgbuild.model import Cluster, Node, Role
@@ -29,9 +30,20 @@ class NodeData:
     user_data: str
 
 
+def yaml_string(value: object) -> str:
+    """A YAML double-quoted scalar that reads back as exactly this string.
+
+    Jinja's tojson writes characters beyond the BMP as JSON surrogate pairs, which YAML reads as
+    two broken characters; and an unquoted node named "no" or "0" would not stay a string.
+    """
+    return yaml.safe_dump(str(value), default_style='"', width=float("inf"), allow_unicode=False).strip()
+
+
 def _env() -> jinja2.Environment:
     loader = jinja2.FunctionLoader(lambda name: resources.files("imgbuild.cloudinit").joinpath("templates", name).read_text())
-    return jinja2.Environment(loader=loader, undefined=jinja2.StrictUndefined, trim_blocks=True, keep_trailing_newline=True)
+    env = jinja2.Environment(loader=loader, undefined=jinja2.StrictUndefined, trim_blocks=True, keep_trailing_newline=True)
+    env.filters["yaml"] = yaml_string
+    return env
 
 
 def hash_password(password: str) -> str:
