@@ -22,7 +22,7 @@ from imgbuild.builder.elements import role_elements
 from imgbuild.builder.mirror import Mirrors
 from imgbuild.builder.openstack import image_properties
 from imgbuild.model import Build, Cluster, OpenStack, Role
-from imgbuild.publish import publish_dir
+from imgbuild.publish import output_dir, publish_dir
 
 MANIFEST = "manifest.json"
 # Every artefact kind and its file suffix; "qcow2"/"raw" are the bare root filesystem (direct
@@ -144,7 +144,7 @@ def build_role(
     preflight.require_root()
     preflight.require_dib()
     preflight.require_tools(preflight.HOST_TOOLS, preflight.HOST_FILES)
-    output.mkdir(parents=True, exist_ok=True)
+    output_dir(output)
     preflight.require_space(output)
     preflight.require_space(Path(tempfile.gettempdir()))
     mirror.check_reachable(mirrors, build.release)

@@ -25,7 +25,7 @@ from imgbuild.builder.build import artefact
 from imgbuild.cloudinit.seeds import NOCLOUD_FILES, seed_dir
 from imgbuild.errors import UserError
 from imgbuild.model import Cluster, Node
-from imgbuild.publish import publish_dir
+from imgbuild.publish import output_dir, publish_dir
 
 ROLE_FILES = {"kernel": "vmlinuz", "initrd": "initrd", "squashfs": "root.squashfs"}
 # Chain loaders for firmware whose PXE ROM is not iPXE (Debian packages ipxe, pxelinux, syslinux-common).
@@ -114,8 +114,7 @@ def write_tree(cluster: Cluster, images: Path, seeds: Path, out: Path) -> dict:
         if not (seed_dir(seeds, node) / "user-data").is_file():
             raise UserError(f"no seed for {node.name} in {seeds}; run `imgbuild seed --seeds {seeds}` first")
 
-    out.parent.mkdir(parents=True, exist_ok=True)
-    work = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
+    work = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=output_dir(out.parent)))
     try:
         # World-readable, so any TFTP/HTTP server can serve it, except the seeds: they hold the
         # cluster's secrets (root's dnsmasq serves only world-readable files over TFTP).

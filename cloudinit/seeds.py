@@ -12,7 +12,7 @@ from imgbuild.cloudinit.credentials import for_cluster
 from imgbuild.cloudinit.render import NodeData, Secrets, instance_id, render_node
 from imgbuild.cloudinit.seedfs import write_iso
 from imgbuild.model import Cluster, Node
-from imgbuild.publish import publish_dir
+from imgbuild.publish import output_dir, publish_dir
 
 NOCLOUD_ISO = "nocloud.iso"
 CONFIG_DRIVE_ISO = "config-drive.iso"
@@ -63,8 +63,7 @@ def seed_dir(seeds: Path, node: Node) -> Path:
 
 def write_node_seed(cluster: Cluster, node: Node, secrets: Secrets, seeds: Path) -> Path:
     """seeds/<node>/ with both ISOs and the plain files, all 0600 in a 0700 directory, published atomically."""
-    seeds.mkdir(parents=True, exist_ok=True, mode=0o700)
-    os.chmod(seeds, 0o700)
+    output_dir(seeds, private=True)
     data = render_node(cluster, node, secrets)
     work = Path(tempfile.mkdtemp(prefix=f".{node.name}.", dir=seeds))  # mkdtemp makes it 0700
     try:

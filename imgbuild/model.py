@@ -41,7 +41,7 @@ MAX_NESTING = 16
 SCHEDULERS = ("rr", "wrr", "lc", "wlc", "lblc", "lblcr", "dh", "sh", "sed", "nq")
 
 
-def _hostname(value: str) -> str:
+def valid_hostname(value: str) -> str:
     if not _HOSTNAME.fullmatch(value):
         raise ValueError("not a valid hostname (lowercase letters, digits and '-', at most 63)")
     return value
@@ -88,7 +88,7 @@ def _plain_text(value: str) -> str:
     return value
 
 
-Hostname = Annotated[str, AfterValidator(_hostname)]
+Hostname = Annotated[str, AfterValidator(valid_hostname)]
 Domain = Annotated[str, AfterValidator(_domain)]
 Mac = Annotated[str, AfterValidator(_mac)]
 Interface = Annotated[str, AfterValidator(_interface)]

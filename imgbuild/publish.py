@@ -8,6 +8,8 @@ import os
 import shutil
 from pathlib import Path
 
+from imgbuild.errors import UserError
+
 _AT_FDCWD = -100
 _RENAME_EXCHANGE = 2
 
@@ -19,12 +21,28 @@ def _exchange(new: Path, current: Path) -> None:
         raise OSError(err, os.strerror(err), str(current))
 
 
+def output_dir(path: Path, private: bool = False) -> Path:
+    """An output directory (images, seeds, pxe, reports) to write into: made when missing, never
+    a symlink (a `seeds` link to /etc once made root chmod /etc 0700); private: 0700, ours."""
+    if path.is_symlink() or (path.exists() and not path.is_dir()):
+        raise UserError(f"{path} is a symlink or not a directory; imgbuild writes only into real directories: remove it or pass another path")
+    path.mkdir(parents=True, exist_ok=True, mode=0o700 if private else 0o777)
+    if private:
+        if path.lstat().st_uid != os.geteuid():
+            raise UserError(f"{path} belongs to another user; pass a directory of your own for the seeds")
+        os.chmod(path, 0o700)
+    return path
+
+
 def publish_dir(new: Path, final: Path) -> None:
     """Swap new into final atomically (renameat2 RENAME_EXCHANGE) and drop the old contents.
 
     Readers see either the old directory or the new one, never a mix; new must be
-    on final's filesystem.
+    on final's filesystem. A symlink at final is refused, never swapped out or followed.
     """
+    if final.is_symlink() or (final.exists() and not final.is_dir()):
+        shutil.rmtree(new, ignore_errors=True)
+        raise UserError(f"{final} is a symlink or not a directory; remove it, imgbuild replaces only its own directories")
     if not final.exists():
         new.rename(final)
         return

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import signal
 import threading
 import time
@@ -15,7 +16,8 @@ from pathlib import Path
 
 from imgbuild.builder.build import artefact
 from imgbuild.cloudinit.seeds import NOCLOUD_ISO, seed_dir
-from imgbuild.model import Cluster, Node, Role
+from imgbuild.errors import UserError
+from imgbuild.model import Cluster, Node, Role, valid_hostname
 from imgbuild.qemu import netns
 from imgbuild.qemu.accel import Accel
 from imgbuild.qemu.machine import BootSpec, Machine
@@ -161,14 +163,26 @@ def kept_record(cluster: RunningCluster) -> dict:
 
 
 def remove_kept(record: dict) -> None:
-    """Stop the QEMUs of a kept cluster, delete its namespace and overlays."""
-    for pid in record.get("pids", []):
+    """Stop the QEMUs of a kept cluster, delete its namespace and overlays: only what the record
+    proves is its own (a QEMU running on that workdir, an imgbuild namespace, a node's overlay)."""
+    try:
+        workdir = Path(record["workdir"])
+        pids = [int(pid) for pid in record["pids"]]
+        nodes = [valid_hostname(name) for name in record["nodes"]]
+        namespace = record["netns"]
+    except (KeyError, TypeError, ValueError) as err:
+        raise UserError(f"the kept record is damaged ({err}); stop its QEMUs and `ip netns delete` its namespace by hand") from None
+    if not (workdir.is_absolute() and re.fullmatch(r"verify-\d{8}-\d{6}", workdir.name) and re.fullmatch(rf"{netns.PREFIX}\d+", namespace)):
+        raise UserError(f"the kept record names {workdir} and {namespace!r}, not a verify run's; remove them by hand")
+    for pid in pids:
         try:
             cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
         except FileNotFoundError:
             continue
-        if b"qemu-system" in cmdline:  # only our own QEMU, never a recycled pid
+        if b"qemu-system" in cmdline and bytes(workdir) in cmdline:  # our QEMU, never a recycled pid
             os.kill(pid, signal.SIGTERM)
-    netns.delete(record["netns"])
-    for overlay in Path(record["workdir"]).glob("*.qcow2"):
-        overlay.unlink()
+    netns.delete(namespace)
+    for name in nodes:
+        overlay = workdir / f"{name}.qcow2"
+        if overlay.is_file() and not overlay.is_symlink():
+            overlay.unlink()

@@ -15,6 +15,7 @@ from imgbuild.builder import build as builder
 from imgbuild.builder import mirror
 from imgbuild.cloudinit import seeds as seeds_mod
 from imgbuild.errors import UserError
+from imgbuild.publish import output_dir
 from imgbuild.model import Cluster, Role
 from imgbuild.qemu import accel as accel_mod
 from imgbuild.qemu.machine import NodeFailed, require_qemu
@@ -31,7 +32,10 @@ def down(cluster: Cluster) -> list[str]:
     path = _kept_path(cluster)
     if not path.exists():
         return []
-    record = json.loads(path.read_text())
+    try:
+        record = json.loads(state.read_private(path))
+    except json.JSONDecodeError:
+        raise UserError(f"{path} is not a kept record; stop its QEMUs and `ip netns delete` its namespace by hand, then remove it") from None
     cluster_mod.remove_kept(record)
     path.unlink()
     return [record["netns"], *record["nodes"]]
@@ -79,14 +83,14 @@ def verify(
     if _kept_path(cluster).exists():
         raise UserError(f"a kept {cluster.name} cluster is still running; remove it with `imgbuild verify --down`")
     prepare(cluster, images, seeds)
-    report_dir = reports / time.strftime("verify-%Y%m%d-%H%M%S")
-    report_dir.mkdir(parents=True)
+    report_dir = output_dir(reports) / time.strftime("verify-%Y%m%d-%H%M%S")
+    report_dir.mkdir()
     ssh_key, _ = state.admin_key(cluster.name)
     report: dict[str, Any] = {"accel": chosen, "accel_reason": reason, "report_dir": str(report_dir), "faults": faults, "rounds": rounds}
 
     def keep_it(running: cluster_mod.RunningCluster) -> bool:
         if keep:
-            _kept_path(cluster).write_text(json.dumps(cluster_mod.kept_record(running)))
+            state.write_private(_kept_path(cluster), json.dumps(cluster_mod.kept_record(running)).encode())
         return keep
 
     try:
