@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from importlib import resources
 
@@ -115,8 +116,10 @@ def render_node(cluster: Cluster, node: Node, secrets: Secrets) -> NodeData:
 
 
 def masked(text: str, secrets: Secrets) -> str:
-    """text with every secret value replaced, for review on a terminal."""
+    """text with every secret value replaced, for review on a terminal: raw, and as JSON and YAML
+    write it (in user-data a secret sits inside a quoted, escaped file content)."""
     for value in (secrets.authkeys, secrets.password_hash):
         if value:
-            text = text.replace(value, MASK)
+            for form in sorted({value, json.dumps(value)[1:-1], yaml_string(value)[1:-1]}, key=len, reverse=True):
+                text = text.replace(form, MASK)
     return text

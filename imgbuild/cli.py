@@ -154,7 +154,8 @@ def pxe(
         from imgbuild import pxeserve
 
         with pxeserve.serving(cluster, tree, interface) as url:
-            ui.err.print(f"serving {tree}/ at {url}/" + (f", DHCP and TFTP on {interface}" if interface else "") + "; Ctrl-C stops")
+            dhcp = f", DHCP and TFTP on {interface} to the cluster's MACs only" if interface else ""
+            ui.err.print(f"serving {tree}/ at {url}/ to anyone on the segment, seeds/<node>/ only to that node's address{dhcp}; Ctrl-C stops")
             signal.pause()
 
 

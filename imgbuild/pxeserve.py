@@ -7,12 +7,14 @@ HTTP boot script, plain PXE ROMs a chain loader over TFTP first.
 from __future__ import annotations
 
 import functools
+import os
 import shutil
 import subprocess
 import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from http import HTTPStatus
 from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
@@ -22,9 +24,31 @@ from imgbuild.errors import UserError
 from imgbuild.model import Cluster
 
 
-class _Handler(SimpleHTTPRequestHandler):
+class TreeHandler(SimpleHTTPRequestHandler):
+    """The PXE tree, file by file: no directory listings, and a node's seed (its user-data holds
+    the heartbeat secret and the password hash) only to that node's own address."""
+
+    seed_owners: dict[str, str] = {}  # node name -> the only client address its seed goes to
+
+    def list_directory(self, path: str | os.PathLike[str]) -> None:
+        self.send_error(HTTPStatus.NOT_FOUND, "no directory listings")
+        return None
+
+    def send_head(self) -> object:
+        # decided on the file the request resolves to: "//seeds", "%73eeds" and "./" lead there too
+        parts = Path(os.path.relpath(self.translate_path(self.path), self.directory)).parts
+        if parts[:1] == ("seeds",) and (len(parts) < 2 or self.seed_owners.get(parts[1]) != self.client_address[0]):
+            self.send_error(HTTPStatus.FORBIDDEN, "a seed goes only to its own node's address")
+            return None
+        return super().send_head()
+
     def log_message(self, format: str, *args: object) -> None:  # noqa: A002 (the stdlib's name)
         ui.err.print(f"http {self.client_address[0]} {format % args}", highlight=False)
+
+
+def handler_for(cluster: Cluster, tree: Path) -> type[TreeHandler]:
+    owners = {node.name: str(node.address) for node in cluster.nodes}
+    return type("ClusterTreeHandler", (TreeHandler,), {"seed_owners": owners})
 
 
 def dnsmasq_command(cluster: Cluster, tree: Path, interface: str) -> list[str]:
@@ -55,7 +79,7 @@ def serving(cluster: Cluster, tree: Path, interface: str | None) -> Iterator[str
     if not (tree / "boot.ipxe").is_file():
         raise UserError(f"{tree} is not a PXE tree; write it with `imgbuild pxe --tree {tree}`")
     address = str(cluster.pxe_server())
-    handler = functools.partial(_Handler, directory=str(tree))
+    handler = functools.partial(handler_for(cluster, tree), directory=str(tree))
     try:
         httpd = ThreadingHTTPServer((address, cluster.pxe.http_port), handler)
     except OSError as err:

@@ -91,6 +91,14 @@ def test_masked_review_hides_secrets():
     assert SECRETS.authkeys in text and SECRETS.authkeys not in shown and render.MASK in shown
 
 
+def test_masked_hides_every_encoding_of_a_secret():
+    """As written, as JSON escapes it and as YAML quotes it: a hash with '\\' or '"' or non-ASCII."""
+    odd = render.Secrets(authkeys='s3"cr\\et€', admin_keys=[], password_hash="$6$a/b\\c\"")
+    text = "\n".join(f"{value} {json.dumps(value)} {render.yaml_string(value)}" for value in (odd.authkeys, odd.password_hash))
+    shown = render.masked(text, odd)
+    assert "cr" not in shown and "a/b" not in shown and shown.count(render.MASK) == 6, shown
+
+
 def test_state_secrets_are_private_and_stable(tmp_path, monkeypatch):
     monkeypatch.setenv("IMGBUILD_STATE", str(tmp_path))
     first = state.authkeys_secret("c1")
