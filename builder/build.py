@@ -7,7 +7,6 @@ import hashlib
 import json
 import os
 import shutil
-import subprocess
 import tempfile
 import time
 from collections.abc import Callable
@@ -23,6 +22,7 @@ from imgbuild.builder.mirror import Mirrors
 from imgbuild.builder.openstack import image_properties
 from imgbuild.model import Build, Cluster, OpenStack, Role
 from imgbuild.publish import output_dir, publish_dir
+from imgbuild.run import run
 
 MANIFEST = "manifest.json"
 # Every artefact kind and its file suffix; "qcow2"/"raw" are the bare root filesystem (direct
@@ -91,10 +91,8 @@ def _whole_disk(stem: Path, build: Build, work: Path) -> int:
     work.mkdir()
     lay = wholedisk.assemble(stem.with_suffix(".raw"), disk, work)
     if "qcow2" in build.disk_formats:
-        subprocess.run(
-            ["qemu-img", "convert", "-c", "-f", "raw", "-O", "qcow2", "-o", dib.QEMU_IMG_OPTIONS, str(disk), str(stem.with_suffix(".disk.qcow2"))],
-            check=True, capture_output=True,
-        )  # fmt: skip
+        run(["qemu-img", "convert", "-c", "-f", "raw", "-O", "qcow2", "-o", dib.QEMU_IMG_OPTIONS, disk, stem.with_suffix(".disk.qcow2")],
+            why="converting the whole disk to qcow2", hint="check the free space of the output directory")  # fmt: skip
     return lay.disk_bytes
 
 

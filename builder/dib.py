@@ -18,6 +18,8 @@ from imgbuild.builder.mirror import Mirrors
 from imgbuild.builder.preflight import tool_path
 from imgbuild.errors import UserError
 from imgbuild.model import Build, Role
+from imgbuild.run import run as run_command
+from imgbuild.run import start
 
 # dib-run-parts announces each hook as "Running /…/install.d/01-package-installs".
 _HOOK = re.compile(r"Running (?:\S*/)?(?P<phase>[a-z-]+)\.d/(?P<hook>[\w.-]+)")
@@ -81,10 +83,10 @@ def release(root: Path) -> None:
     prefix = f"{root}/"
     mounts = [line.split()[1] for line in Path("/proc/mounts").read_text().splitlines()]
     for mount in sorted((m for m in mounts if m.startswith(prefix)), key=len, reverse=True):
-        subprocess.run(["umount", "--lazy", mount], capture_output=True)
+        run_command(["umount", "--lazy", mount], check=False)
     for backing in Path("/sys/block").glob("loop*/loop/backing_file"):
         if backing.read_text().strip().startswith(prefix):
-            subprocess.run(["losetup", "--detach", f"/dev/{backing.parent.parent.name}"], capture_output=True)
+            run_command(["losetup", "--detach", f"/dev/{backing.parent.parent.name}"], check=False)
 
 
 def run(cmd: list[str], env: dict[str, str], log_path: Path, on_phase: Callable[[str], None]) -> None:
@@ -93,9 +95,7 @@ def run(cmd: list[str], env: dict[str, str], log_path: Path, on_phase: Callable[
     with log_path.open("w") as log:
         log.write("$ " + " ".join(cmd) + "\n")
         log.flush()
-        proc = subprocess.Popen(
-            cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, errors="replace", start_new_session=True
-        )
+        proc = start(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, errors="replace", start_new_session=True)
         with _running_lock:
             _running.add(proc)
         try:

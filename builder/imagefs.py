@@ -6,9 +6,11 @@ import re
 import subprocess
 from pathlib import Path
 
+from imgbuild.run import run
+
 
 def _debugfs(image: Path, request: str) -> subprocess.CompletedProcess[bytes]:
-    return subprocess.run(["debugfs", "-R", request, str(image)], capture_output=True, check=True)
+    return run(["debugfs", "-R", request, image], why=f"reading {image}", hint="install e2fsprogs")
 
 
 def read(image: Path, path: str) -> bytes | None:

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import os
 import shutil
-import subprocess
 import sys
 from pathlib import Path
 
 from imgbuild.errors import UserError
+from imgbuild.run import run
 
 # Host tools the pipeline calls, and the Debian package that brings each.
 HOST_TOOLS = {
@@ -51,7 +51,7 @@ def require_tools(tools: dict[str, str], files: dict[str, str] | None = None) ->
 def require_root() -> None:
     if os.geteuid() == 0:
         return
-    if shutil.which("sudo") and subprocess.run(["sudo", "-n", "true"], capture_output=True).returncode == 0:
+    if shutil.which("sudo") and run(["sudo", "-n", "true"], check=False).returncode == 0:
         return
     raise UserError("building images needs root: run as root or give this user password-less sudo")
 

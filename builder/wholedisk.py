@@ -11,11 +11,11 @@ from __future__ import annotations
 
 import os
 import struct
-import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
 from imgbuild.builder.bootargs import ROOT_LABEL, disk_cmdline
+from imgbuild.run import run
 
 SECTOR = 512
 MIB = 1 << 20
@@ -87,7 +87,7 @@ def grub_config() -> str:
 
 
 def _run(*cmd: str) -> None:
-    subprocess.run(cmd, check=True, capture_output=True)
+    run(cmd, why="assembling the whole disk")
 
 
 def _grub_image(target: str, modules: list[str], config: Path, out: Path) -> None:
@@ -141,8 +141,8 @@ def assemble(root_fs: Path, disk: Path, work: Path) -> Layout:
     lay = layout(root_fs.stat().st_size)
     with disk.open("wb") as f:
         f.truncate(lay.disk_bytes)
-    subprocess.run(["sfdisk", "--quiet", "--no-reread", "--no-tell-kernel", str(disk)],
-                   input=sfdisk_script(lay), text=True, check=True, capture_output=True)
+    run(["sfdisk", "--quiet", "--no-reread", "--no-tell-kernel", disk], input=sfdisk_script(lay), text=True,
+        why="partitioning the whole disk", hint="install fdisk")
     _copy_sparse(root_fs, disk, lay.root.start)
 
     config = work / "grub-embedded.cfg"

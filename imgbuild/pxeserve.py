@@ -22,6 +22,7 @@ from imgbuild import ui
 from imgbuild.builder.pxe import base_url
 from imgbuild.errors import UserError
 from imgbuild.model import Cluster
+from imgbuild.run import start
 
 
 class TreeHandler(SimpleHTTPRequestHandler):
@@ -93,7 +94,7 @@ def serving(cluster: Cluster, tree: Path, interface: str | None) -> Iterator[str
         if interface:
             if shutil.which("dnsmasq") is None:
                 raise UserError("dnsmasq not found; install it with: apt-get install dnsmasq-base (or serve without --interface)")
-            dnsmasq = subprocess.Popen(dnsmasq_command(cluster, tree, interface), stdin=subprocess.DEVNULL)
+            dnsmasq = start(dnsmasq_command(cluster, tree, interface), stdin=subprocess.DEVNULL)
             time.sleep(1)
             if dnsmasq.poll() is not None:
                 raise UserError(f"dnsmasq exited ({dnsmasq.returncode}); its message is above")

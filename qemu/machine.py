@@ -24,6 +24,7 @@ from imgbuild.builder.bootargs import disk_cmdline
 from imgbuild.errors import UserError
 from imgbuild.qemu.accel import Accel, kernel_args, qemu_args
 from imgbuild.qemu.rootshell import RootShell
+from imgbuild.run import run, start
 
 QEMU = "qemu-system-x86_64"
 OVMF_CODE = Path("/usr/share/OVMF/OVMF_CODE_4M.fd")
@@ -137,15 +138,13 @@ class Machine:
         self.overlay.unlink(missing_ok=True)
         if self.boot.image:
             size = [str(self.boot.disk_size)] if self.boot.disk_size else []
-            subprocess.run(
-                ["qemu-img", "create", "-q", "-f", "qcow2", "-F", backing_format(self.boot.image), "-b", str(self.boot.image.resolve()), str(self.overlay), *size],
-                check=True,
-            )
+            run(["qemu-img", "create", "-q", "-f", "qcow2", "-F", backing_format(self.boot.image), "-b", self.boot.image.resolve(), self.overlay, *size],
+                why=f"creating {self.name}'s overlay", hint="install qemu-utils")  # fmt: skip
         if self.boot.firmware == "uefi":
             shutil.copyfile(OVMF_VARS, self.efi_vars)  # the firmware's writable NVRAM, one per node
         self.console.write_bytes(b"")
         self.started_at = time.monotonic()
-        self.process = subprocess.Popen(self.command(), stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        self.process = start(self.command(), hint="install qemu-system-x86", stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
 
     def restart(self) -> None:
         """Boot again from the same overlay (a reboot after a power cut); the old console log is kept."""
@@ -153,7 +152,7 @@ class Machine:
         if self.console.exists():
             self.console.rename(self.console.with_suffix(f".{int(time.time())}.log"))
         self.started_at = time.monotonic()
-        self.process = subprocess.Popen(self.command(), stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        self.process = start(self.command(), hint="install qemu-system-x86", stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
 
     def running(self) -> bool:
         return self.process is not None and self.process.poll() is None

@@ -11,7 +11,6 @@ import ctypes
 import ctypes.util
 import os
 import shutil
-import subprocess
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -19,6 +18,7 @@ from ipaddress import IPv4Address, IPv4Network
 from pathlib import Path
 
 from imgbuild.errors import UserError
+from imgbuild.run import run
 
 PREFIX = "imgbuild-"
 BRIDGE = "br0"
@@ -28,9 +28,7 @@ _CLONE_NEWNET = 0x40000000
 
 def _ip(*args: str, netns: str | None = None) -> None:
     cmd = ["ip", *(["-n", netns] if netns else []), *args]
-    result = subprocess.run(cmd, capture_output=True, text=True)
-    if result.returncode != 0:
-        raise UserError(f"`{' '.join(cmd)}` failed: {result.stderr.strip()}; creating namespaces needs root (CAP_NET_ADMIN)")
+    run(cmd, text=True, hint="creating namespaces needs root (CAP_NET_ADMIN)")
 
 
 def _setns(path: str) -> None:
@@ -66,7 +64,7 @@ def existing() -> list[str]:
 
 
 def delete(name: str) -> None:
-    subprocess.run(["ip", "netns", "del", name], capture_output=True)
+    run(["ip", "netns", "del", name], check=False)
 
 
 @contextmanager

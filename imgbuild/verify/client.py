@@ -11,7 +11,6 @@ from __future__ import annotations
 import http.client
 import re
 import socket
-import subprocess
 import threading
 import time
 import urllib.error
@@ -21,6 +20,8 @@ from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
+
+from imgbuild.run import run
 
 _SERVED_BY = re.compile(r"served by ([a-z0-9-]+)")
 # Never through a proxy from the environment: the VIP lives on the test's own segment.
@@ -294,7 +295,7 @@ def arp_owner(address: str, names: dict[str, str]) -> Callable[[], str | None]:
     """Who the client's ARP table says holds address: the name of its MAC in names, else None."""
 
     def owner() -> str | None:
-        fields = subprocess.run(["ip", "neigh", "show", address], capture_output=True, text=True).stdout.split()
+        fields = run(["ip", "neigh", "show", address], check=False, text=True).stdout.split()
         if "lladdr" not in fields or "FAILED" in fields:
             return None
         return names.get(fields[fields.index("lladdr") + 1])

@@ -6,7 +6,6 @@ instance carries the cluster, found by the fixtures in the config stash.
 
 from __future__ import annotations
 
-import subprocess
 import time
 from pathlib import Path
 from typing import Any
@@ -17,6 +16,7 @@ from testinfra.host import Host
 
 from imgbuild.model import Node, Role
 from imgbuild.qemu.machine import Machine
+from imgbuild.run import run
 from imgbuild.verify.cluster import RunningCluster
 
 HA_LOG_COMMAND = "journalctl -b --no-pager -o short-monotonic -t heartbeat -t ldirectord -t ipfail -t IPaddr2 -t ResourceManager; cat /var/log/ha-log 2>/dev/null"
@@ -164,7 +164,7 @@ def vip_url(cluster: RunningCluster) -> str:
 @pytest.fixture
 def client_neighbour() -> Any:
     def lookup(address: str) -> str | None:
-        fields = subprocess.run(["ip", "neigh", "show", address], capture_output=True, text=True).stdout.split()
+        fields = run(["ip", "neigh", "show", address], check=False, text=True).stdout.split()
         return fields[fields.index("lladdr") + 1] if "lladdr" in fields else None
 
     return lookup

@@ -1,0 +1,43 @@
+"""One way to run a command: a failure is one line naming the command, its exit and its last words."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from imgbuild.run import CommandFailed, run, start
+
+
+def test_success_returns_the_output():
+    assert run(["sh", "-c", "echo out; echo err >&2"], text=True).stdout == "out\n"
+
+
+def test_failure_is_one_line_with_the_stderr_tail_as_detail(tmp_path: Path):
+    script = "for i in $(seq 1 30); do echo line$i >&2; done; exit 3"
+    with pytest.raises(CommandFailed) as err:
+        run(["sh", "-c", script], why="testing", hint="do something else", log_path=tmp_path / "x.log")
+    message = str(err.value)
+    assert "\n" not in message
+    assert message.startswith("`sh -c ") and "failed (exit 3) while testing: line30; do something else; full log: " in message
+    assert err.value.detail.splitlines() == [f"line{i}" for i in range(11, 30)]
+    assert err.value.exit_code == 1
+
+
+def test_check_false_hands_back_the_status():
+    assert run(["sh", "-c", "exit 4"], check=False).returncode == 4
+
+
+def test_missing_program_and_timeout_are_one_line():
+    with pytest.raises(CommandFailed, match=r"^no-such-tool not found; install no-such-pkg \(needed for"):
+        run(["no-such-tool", "--x"], hint="install no-such-pkg")
+    with pytest.raises(CommandFailed, match="did not finish within 0 s while waiting"):
+        run(["sleep", "5"], timeout=0.2, why="waiting")
+    with pytest.raises(CommandFailed, match="not found"):
+        start(["no-such-tool"])
+
+
+def test_a_long_command_is_shortened():
+    with pytest.raises(CommandFailed) as err:
+        run(["sh", "-c", "exit 1", *["argument"] * 50])
+    assert len(str(err.value)) < 250
