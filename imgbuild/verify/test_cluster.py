@@ -153,8 +153,9 @@ def test_cloud_init_stages_ran_in_one_process(host):
 
 
 def test_no_failed_units(host):
-    failed = host.run("systemctl --failed --no-legend --plain").stdout.strip()
-    assert failed == "", failed
+    result = host.run("systemctl --failed --no-legend --plain")
+    assert result.rc == 0, f"systemctl --failed could not answer: {result.stderr}"
+    assert result.stdout.strip() == "", result.stdout
 
 
 # -- load balancers -----------------------------------------------------------------------------

@@ -132,4 +132,5 @@ def test_interrupted_build_leaves_previous_output_and_no_loop_devices(images, te
 def test_user_errors_are_one_line(args, message, test_env, tmp_path):
     result = run_imgbuild("build", "--output", str(tmp_path), *args, env=test_env)
     assert result.returncode != 0 and "Traceback" not in result.stderr
-    assert message in result.stderr.strip().splitlines()[-1] or message in result.stderr
+    errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1 and message in errors[0] and result.stderr.strip().endswith(errors[0]), result.stderr

@@ -48,7 +48,7 @@ def test_partition_table_written_into_a_file(tmp_path: Path):
     subprocess.run(["sfdisk", "--quiet", str(disk)], input=wholedisk.sfdisk_script(lay), text=True, check=True)
     table = subprocess.run(["sfdisk", "--json", str(disk)], capture_output=True, text=True, check=True).stdout
     assert "C12A7328-F81F-11D2-BA4B-00A0C93EC93B" in table and "21686148-6449-6E6F-744E-656564454649" in table
-    assert f'"start":{lay.root.lba}'.replace(":", ": ") in table or f'"start": {lay.root.lba}' in table
+    assert f'"start": {lay.root.lba}' in table, table
 
 
 def test_grub_config_boots_the_image_kernel_by_root_label():
