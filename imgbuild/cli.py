@@ -12,7 +12,7 @@ from typing import Annotated, Any, Optional
 import typer
 
 from imgbuild import configfile, model, ui
-from imgbuild.errors import UserError
+from imgbuild.errors import UsageError, UserError
 
 app = typer.Typer(no_args_is_help=True, add_completion=False, help=__doc__)
 
@@ -122,7 +122,7 @@ def render(
     data = render_mod.render_node(cluster, cluster.node(node), secrets)
     parts = {"user-data": data.user_data, "meta-data": data.meta_data, "network-config": data.network_config}
     if part not in parts:
-        raise UserError(f"unknown part {part!r}; choose one of {', '.join(parts)}")
+        raise UsageError(f"unknown part {part!r}; choose one of {', '.join(parts)}")
     if json_out:
         ui.emit_json({k: render_mod.masked(v, secrets) for k, v in parts.items()})
     else:
@@ -204,7 +204,7 @@ def verify(
     from imgbuild.verify import verify as verify_mod
 
     if rounds > 1 and not faults:
-        raise UserError("--rounds repeats the fault matrix; add --faults")
+        raise UsageError("--rounds repeats the fault matrix; add --faults")
     cluster = model.load(config)
     if down:
         removed = verify_mod.down(cluster)
@@ -229,7 +229,7 @@ def parse_roles(names: Optional[list[str]]) -> list[model.Role]:
         try:
             roles.append(model.Role(name))
         except ValueError:
-            raise UserError(f"unknown role {name!r}; choose loadbalancer or webserver") from None
+            raise UsageError(f"unknown role {name!r}; choose loadbalancer or webserver") from None
     return roles
 
 
@@ -239,4 +239,14 @@ def main() -> None:
     for sig in (signal.SIGTERM, signal.SIGHUP):
         signal.signal(sig, lambda signum, _: sys.exit(128 + signum))
     signal.signal(signal.SIGINT, signal.default_int_handler)  # even when started with SIGINT ignored
-    app()
+    try:
+        code = app(standalone_mode=False)
+    except Exception as exc:
+        # A bad option or argument (click's usage errors): one line, as for every other user error,
+        # instead of a usage block and a framed message.
+        if not (hasattr(exc, "format_message") and isinstance(getattr(exc, "exit_code", None), int)):
+            raise
+        command = getattr(getattr(exc, "ctx", None), "command_path", "imgbuild")
+        ui.error(f"{exc.format_message().rstrip('.')}; see `{command} --help`")
+        sys.exit(exc.exit_code)
+    sys.exit(code if isinstance(code, int) else 0)

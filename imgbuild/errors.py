@@ -15,3 +15,9 @@ class ConfigError(UserError):
     """The cluster description is invalid."""
 
     exit_code = 2
+
+
+class UsageError(UserError):
+    """A bad option or argument value; exit 2, as for click's own usage errors."""
+
+    exit_code = 2

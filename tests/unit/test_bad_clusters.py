@@ -78,7 +78,7 @@ def test_unreadable_file(tmp_path: Path):
 )
 def test_bad_arguments(args: list[str], expect: str, tmp_path: Path):
     result = CliRunner().invoke(app, args, env={"IMGBUILD_STATE": str(tmp_path / "state")})
-    assert result.exit_code != 0 and "Traceback" not in result.output
+    assert result.exit_code == 2 and "Traceback" not in result.output
     lines = [line for line in result.stderr.splitlines() if line.strip()]
     assert len(lines) == 1 and lines[0].startswith("error: ") and expect in lines[0], lines
 
@@ -90,3 +90,20 @@ def test_real_process_prints_no_traceback(tmp_path: Path):
     result = subprocess.run([str(Path(sys.executable).parent / "imgbuild"), "render", "--node", "loadb1", "--config", str(path)],
                             capture_output=True, text=True, env=env, cwd=tmp_path, timeout=60)  # fmt: skip
     assert result.returncode == 2 and result.stderr.strip().splitlines() == [f"error: {path}: [/x]: unknown key"], result.stderr
+
+
+@pytest.mark.parametrize(
+    ("args", "expect"),
+    [
+        (["verify", "--rounds", "abc"], "Invalid value for '--rounds'"),
+        (["build", "--nope"], "No such option: --nope"),
+        (["nosuch"], "No such command 'nosuch'"),
+        (["render"], "Missing option '--node'"),
+    ],
+)
+def test_usage_errors_are_one_line(args: list[str], expect: str, tmp_path: Path):
+    """click's usage errors through the real entry point: one line and exit 2, not a framed block."""
+    env = {**os.environ, "IMGBUILD_STATE": str(tmp_path / "state")}
+    result = subprocess.run([str(Path(sys.executable).parent / "imgbuild"), *args], capture_output=True, text=True, env=env, timeout=60)
+    lines = result.stderr.strip().splitlines()
+    assert result.returncode == 2 and len(lines) == 1 and lines[0].startswith("error: ") and expect in lines[0], result.stderr
