@@ -38,6 +38,7 @@ esac
     "logger": "",
     "chrt": "",
     "nice": 'shift 2; exec "$@"',
+    "renice": "",
 }
 
 
@@ -46,7 +47,9 @@ def root(tmp_path: Path) -> Path:
     bin_dir = tmp_path / "bin"
     for rel in ("bin", "proc/net", "etc/ha.d/resource.d", "usr/libexec/heartbeat", "var/run", "run"):
         (tmp_path / rel).mkdir(parents=True)
-    ldirectord = 'echo "PERL5OPT=$PERL5OPT" >> "$S/calls"'
+    # ldirectord daemonizes: its pid in the pidfile, its command line in (the scratch) /proc
+    ldirectord = ('echo "PERL5OPT=$PERL5OPT" >> "$S/calls"; echo $$ > "$S/var/run/ldirectord.ldirectord.cf.pid"; '
+                  'mkdir -p "$S/proc/$$"; printf "/usr/bin/perl\\0/usr/sbin/ldirectord" > "$S/proc/$$/cmdline"')
     stubs = {**STUBS, "etc/ha.d/resource.d/LVSSyncDaemonSwap": "", "etc/ha.d/resource.d/ldirectord": ldirectord, "usr/libexec/heartbeat/send_arp": ""}
     for name, body in stubs.items():
         path = tmp_path / name if "/" in name else bin_dir / name
@@ -74,7 +77,11 @@ def test_start_moves_the_vip_before_the_slow_parts(root: Path) -> None:
     assert "ip addr add 192.168.0.105/24 brd 192.168.0.255 dev eth0" in calls(root)
     # LWP's protocol modules load with ldirectord, not inside its first check's timeout
     assert "PERL5OPT=-MLWP::Protocol::http -MURI::http -MIO::Uncompress::Gunzip" in calls(root)
-    assert "nice -n -10 " + str(root / "etc/ha.d/resource.d/ldirectord") + " ldirectord.cf start" in calls(root)
+    # it starts below the node's other work (its perl compile starved the forwarding at -10),
+    # then its checks run at -10
+    assert "nice -n 5 " + str(root / "etc/ha.d/resource.d/ldirectord") + " ldirectord.cf start" in calls(root)
+    pid = (root / "var/run/ldirectord.ldirectord.cf.pid").read_text().strip()
+    assert calls(root)[-1] == f"renice -n -10 -p {pid}"
     assert (root / "table").read_text().strip() == SERVICE
     assert run(root, "status").strip() == "LVSDirector 192.168.0.105 running"
 
@@ -102,6 +109,28 @@ def test_a_second_start_keeps_the_running_table(root: Path) -> None:
     run(root, "start")
     assert [c for c in calls(root) if c.startswith("ipvsadm -R")] == ["ipvsadm -R"]
     assert run(root, "status").strip() == "LVSDirector 192.168.0.105 running"
+
+
+def test_a_start_leaves_a_running_ldirectord_alone(root: Path) -> None:
+    """heartbeat starts the group again for each takeover while a healed partition restarts it:
+    a second perl start of ldirectord only cost the node's CPU."""
+    run(root, "start")
+    assert [c for c in calls(root) if c.startswith("ldirectord")] == ["ldirectord ldirectord.cf start"]
+    ldirectord = subprocess.Popen(["sleep", "30"])
+    try:
+        (root / "var/run/ldirectord.ldirectord.cf.pid").write_text(f"{ldirectord.pid}\n")
+        (root / f"proc/{ldirectord.pid}").mkdir(parents=True)
+        (root / f"proc/{ldirectord.pid}/cmdline").write_text("/usr/bin/perl\0/usr/sbin/ldirectord\0")
+        run(root, "start")
+        assert [c for c in calls(root) if c.startswith("ldirectord")] == ["ldirectord ldirectord.cf start"]
+        assert len([c for c in calls(root) if c.startswith("renice")]) == 1, "renice only right after its own start"
+        (root / f"proc/{ldirectord.pid}/cmdline").write_text("/bin/sleep\0")  # the pid now someone else's
+        run(root, "start")
+        starts = [c for c in calls(root) if c.startswith("ldirectord")]
+        assert starts == ["ldirectord ldirectord.cf start"] * 2
+    finally:
+        ldirectord.kill()
+        ldirectord.wait()
 
 
 def test_stop_keeps_forwarding_until_the_peer_has_the_vip(root: Path) -> None:
