@@ -213,7 +213,8 @@ def verify(
             ui.emit_json({"removed": removed})
         return
     report = verify_mod.verify(
-        cluster, output, seeds, reports, accel, memory, cpus, ready_timeout, keyword, keep, faults, rounds
+        cluster, images=output, seeds=seeds, reports=reports, accel=accel, memory_mb=memory, cpus=cpus,
+        ready_timeout=ready_timeout, keyword=keyword, keep=keep, faults=faults, rounds=rounds,
     )
     if json_out:
         ui.emit_json(report)

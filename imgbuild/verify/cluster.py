@@ -84,6 +84,7 @@ def boot_slots(cluster: Cluster, accel: Accel, cpus: int) -> int:
 @contextmanager
 def running(
     cluster: Cluster,
+    *,
     images: Path,
     seeds: Path,
     workdir: Path,

@@ -62,6 +62,7 @@ def summary(report: dict[str, Any]) -> Table:
 
 def verify(
     cluster: Cluster,
+    *,
     images: Path,
     seeds: Path,
     reports: Path,
@@ -95,7 +96,8 @@ def verify(
 
     try:
         with ui.progress([n.name for n in cluster.nodes]) as update, cluster_mod.running(
-            cluster, images, seeds, report_dir, ssh_key, chosen, memory_mb, cpus, ready_timeout, update, keep_it
+            cluster, images=images, seeds=seeds, workdir=report_dir, ssh_key=ssh_key, accel=chosen, memory_mb=memory_mb,
+            cpus=cpus, ready_timeout=ready_timeout, on_status=update, keep=keep_it,
         ) as running:
             report["boot_seconds"] = running.boot_seconds
             report["cluster_ready_seconds"] = running.ready_seconds
