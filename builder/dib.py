@@ -16,10 +16,9 @@ from importlib.metadata import version
 from imgbuild.builder.elements import elements_dir, role_elements
 from imgbuild.builder.mirror import Mirrors
 from imgbuild.builder.preflight import tool_path
-from imgbuild.errors import UserError
 from imgbuild.model import Build, Role
+from imgbuild.run import failure, start
 from imgbuild.run import run as run_command
-from imgbuild.run import start
 
 # dib-run-parts announces each hook as "Running /…/install.d/01-package-installs".
 _HOOK = re.compile(r"Running (?:\S*/)?(?P<phase>[a-z-]+)\.d/(?P<hook>[\w.-]+)")
@@ -120,4 +119,4 @@ def run(cmd: list[str], env: dict[str, str], log_path: Path, on_phase: Callable[
                 _running.discard(proc)
             release(Path(env["TMP_DIR"]))
     if proc.returncode != 0:
-        raise UserError(f"disk-image-create failed (exit {proc.returncode}); full log: {log_path}", detail="\n".join(tail))
+        raise failure(cmd, proc.returncode, "\n".join(tail), log_path=log_path)

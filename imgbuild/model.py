@@ -6,6 +6,7 @@ command works without a file.
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 import json
 import re
@@ -95,6 +96,7 @@ Interface = Annotated[str, AfterValidator(_interface)]
 NodeSubnet = Annotated[ipaddress.IPv4Network, AfterValidator(_host_subnet), AfterValidator(_node_subnet_size)]
 
 
+@functools.cache
 def served_pages() -> dict[str, str]:
     """The pages the webserver image serves, by path, from the element's static tree."""
     root = resources.files("imgbuild.elements").joinpath("imgbuild-webserver/static/var/www/html")

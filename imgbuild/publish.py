@@ -9,6 +9,7 @@ import shutil
 from pathlib import Path
 
 from imgbuild.errors import UserError
+from imgbuild.state import private_dir
 
 _AT_FDCWD = -100
 _RENAME_EXCHANGE = 2
@@ -26,11 +27,10 @@ def output_dir(path: Path, private: bool = False) -> Path:
     a symlink (a `seeds` link to /etc once made root chmod /etc 0700); private: 0700, ours."""
     if path.is_symlink() or (path.exists() and not path.is_dir()):
         raise UserError(f"{path} is a symlink or not a directory; imgbuild writes only into real directories: remove it or pass another path")
-    path.mkdir(parents=True, exist_ok=True, mode=0o700 if private else 0o777)
     if private:
-        if path.lstat().st_uid != os.geteuid():
-            raise UserError(f"{path} belongs to another user; pass a directory of your own for the seeds")
-        os.chmod(path, 0o700)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        return private_dir(path)
+    path.mkdir(parents=True, exist_ok=True)
     return path
 
 

@@ -47,7 +47,7 @@ class TreeHandler(SimpleHTTPRequestHandler):
         ui.err.print(f"http {self.client_address[0]} {format % args}", highlight=False)
 
 
-def handler_for(cluster: Cluster, tree: Path) -> type[TreeHandler]:
+def handler_for(cluster: Cluster) -> type[TreeHandler]:
     owners = {node.name: str(node.address) for node in cluster.nodes}
     return type("ClusterTreeHandler", (TreeHandler,), {"seed_owners": owners})
 
@@ -80,7 +80,7 @@ def serving(cluster: Cluster, tree: Path, interface: str | None) -> Iterator[str
     if not (tree / "boot.ipxe").is_file():
         raise UserError(f"{tree} is not a PXE tree; write it with `imgbuild pxe --tree {tree}`")
     address = str(cluster.pxe_server())
-    handler = functools.partial(handler_for(cluster, tree), directory=str(tree))
+    handler = functools.partial(handler_for(cluster), directory=str(tree))
     try:
         httpd = ThreadingHTTPServer((address, cluster.pxe.http_port), handler)
     except OSError as err:

@@ -26,7 +26,7 @@ def server(tmp_path: Path) -> Iterator[int]:
     for node in ("loadb1", "webserver1"):
         (tmp_path / "seeds" / node).mkdir(parents=True)
         (tmp_path / "seeds" / node / "user-data").write_text(f"#cloud-config {node}\n")
-    handler = pxeserve.handler_for(CLUSTER, tmp_path)
+    handler = pxeserve.handler_for(CLUSTER)
     # the loopback stands in for the segment: 127.0.0.2 plays loadb1's address
     handler.seed_owners = {"loadb1": "127.0.0.2", "webserver1": "127.0.0.3"}
     httpd = ThreadingHTTPServer(("127.0.0.1", 0), functools.partial(handler, directory=str(tmp_path)))
@@ -65,5 +65,5 @@ def test_no_directory_listings(server: int):
 
 
 def test_seed_owners_come_from_the_model():
-    assert pxeserve.handler_for(CLUSTER, Path(".")).seed_owners == {
+    assert pxeserve.handler_for(CLUSTER).seed_owners == {
         "loadb1": "192.168.0.103", "loadb2": "192.168.0.104", "webserver1": "192.168.0.101"}  # fmt: skip
