@@ -83,6 +83,10 @@ def failures_after(requests: Sequence[Sequence[Any]], moment: float, until: floa
     return [f"+{r[0] - moment:.2f} s: {r[3]}" for r in sorted(requests) if r[4] == channel and moment < r[0] < until and not r[2]]
 
 
+# The long download: a sparse 256 MiB file every web server serves during the drills.
+DOWNLOAD = "/big.bin"
+DOWNLOAD_SIZE = "256M"
+
 @dataclass(frozen=True)
 class Figures:
     """What a drill's client saw; times in seconds."""
@@ -178,7 +182,7 @@ class Traffic:
     keepalive: int = 4
     keepalive_interval: float = 0.2
     keepalive_timeout: float = 10.0
-    download: str | None = "/big.bin"
+    download: str | None = DOWNLOAD
     limit: float = 240.0
     owner: Callable[[], str | None] | None = None  # who holds the VIP, sampled every 0.1 s
     started: float = 0.0
