@@ -20,9 +20,11 @@ import time
 from pathlib import Path
 
 from imgbuild.builder import mirror, preflight
+from imgbuild.model import Cluster
 
 RESULTS = Path(__file__).parent / "results"
 IMGBUILD = [str(Path(sys.executable).parent / "imgbuild")]
+RELEASE = Cluster().build.release  # the default release's images (images/<release>/<role>/)
 PLAIN_PACKAGES = "heartbeat,ldirectord,ipvsadm,apache2,cloud-init,ifupdown"
 
 
@@ -34,8 +36,8 @@ def timed(cmd: list[str], env: dict[str, str], log: Path) -> float:
 
 
 def bench_build(scratch: Path) -> dict:
-    mirrors = mirror.resolve("bookworm")
-    env = dict(os.environ, PATH=preflight.tool_path(), DIB_RELEASE="bookworm", DIB_DISTRIBUTION_MIRROR=mirrors.main,
+    mirrors = mirror.resolve(RELEASE)
+    env = dict(os.environ, PATH=preflight.tool_path(), DIB_RELEASE=RELEASE, DIB_DISTRIBUTION_MIRROR=mirrors.main,
                DIB_DEBIAN_SECURITY_MIRROR=mirrors.security, DIB_IMAGE_CACHE=str(scratch / "plain-cache"))  # fmt: skip
     plain_out = scratch / "plain" / "image"
     plain_out.parent.mkdir()
@@ -46,7 +48,7 @@ def bench_build(scratch: Path) -> dict:
     cold = timed([*IMGBUILD, "build", "--output", str(out)], ours_env, scratch / "imgbuild-cold.log")
     hit = timed([*IMGBUILD, "build", "--output", str(out)], ours_env, scratch / "imgbuild-hit.log")
     plain_qcow2 = plain_out.with_suffix(".qcow2").stat().st_size
-    sizes = {role: (out / role / f"{role}.qcow2").stat().st_size for role in ("loadbalancer", "webserver")}
+    sizes = {role: (out / RELEASE / role / f"{role}.qcow2").stat().st_size for role in ("loadbalancer", "webserver")}
     return {
         "plain_dib_build_s": plain,
         "imgbuild_both_roles_cold_s": cold,
@@ -123,7 +125,7 @@ def bench_faults(rounds: int, existing: Path | None) -> dict:
 def bench_deploy(work: Path) -> dict:
     """Whole-disk assembly and artefact sizes from the manifests, boot figures from tests/integration/test_deploy.py."""
     figures = json.loads((work / "deploy-figures.json").read_text())
-    manifests = {role: json.loads((work / "images" / role / "manifest.json").read_text()) for role in ("loadbalancer", "webserver")}
+    manifests = {role: json.loads((work / "images" / RELEASE / role / "manifest.json").read_text()) for role in ("loadbalancer", "webserver")}
     return {
         "whole_disk_assembly_s": {role: m["disk_assembly_seconds"] for role, m in manifests.items()},
         "artefact_bytes": {role: {kind: a["bytes"] for kind, a in m["artefacts"].items()} for role, m in manifests.items()},

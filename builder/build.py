@@ -45,6 +45,12 @@ class Result:
     log: Path | None
 
 
+def release_dir(output: Path, release: str) -> Path:
+    """Where one release's role images live under an output directory: images of both releases sit
+    side by side, and verify boots those the cluster file names."""
+    return output / release
+
+
 def role_dir(output: Path, role: Role) -> Path:
     return output / role.value
 
@@ -215,6 +221,7 @@ def build_roles(
 
 
 def build_with_progress(roles: list[Role], cluster: Cluster, mirrors: Mirrors, output: Path, force: bool = False) -> dict[Role, Result]:
-    """build_roles with one live progress line per role (imgbuild build, imgbuild verify)."""
+    """build_roles into output/<release>/ with one live progress line per role (imgbuild build, imgbuild verify)."""
+    images = release_dir(output, cluster.build.release)
     with ui.progress([r.value for r in roles]) as update:
-        return build_roles(roles, cluster.build, mirrors, output, force, cluster.openstack, lambda r, status: update(r.value, status))
+        return build_roles(roles, cluster.build, mirrors, images, force, cluster.openstack, lambda r, status: update(r.value, status))

@@ -85,10 +85,17 @@ def host_sources(apt_etc: Path = APT_ETC) -> list[Source]:
 
 
 def _find(sources: list[Source], suite: str) -> str | None:
-    for source in sources:
-        if suite in source.suites and "main" in source.components:
-            return source.uri.rstrip("/")
-    return None
+    """The source listing suite; else the one the host uses for its own release (or its security
+    suite): a Debian archive serves every release, so a bookworm host's mirror builds trixie
+    (check_reachable asks it for the release first)."""
+    security = suite.endswith("-security")
+
+    def same_kind(name: str) -> bool:
+        return name.endswith("-security") if security else "-" not in name
+
+    exact = [s for s in sources if suite in s.suites and "main" in s.components]
+    kin = [s for s in sources if "main" in s.components and any(same_kind(name) for name in s.suites)]
+    return next((s.uri.rstrip("/") for s in exact + kin), None)
 
 
 def resolve(release: str, main: str | None = None, security: str | None = None, apt_etc: Path = APT_ETC) -> Mirrors:

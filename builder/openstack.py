@@ -7,7 +7,7 @@ import shlex
 
 from imgbuild.model import OpenStack
 
-RELEASE_VERSION = {"bookworm": "12"}
+RELEASE_VERSION = {"bookworm": "12", "trixie": "13"}
 GIB = 1 << 30
 
 

@@ -21,7 +21,7 @@ import tempfile
 from pathlib import Path
 
 from imgbuild.builder.bootargs import pxe_cmdline
-from imgbuild.builder.build import artefact
+from imgbuild.builder.build import artefact, release_dir
 from imgbuild.cloudinit.seeds import NOCLOUD_FILES, seed_dir
 from imgbuild.errors import UserError
 from imgbuild.model import Cluster, Node
@@ -103,13 +103,15 @@ def _write(path: Path, text: str | bytes, mode: int = 0o644) -> None:
         f.write(text.encode() if isinstance(text, str) else text)
 
 
-def write_tree(cluster: Cluster, images: Path, seeds: Path, out: Path) -> dict:
-    """Write the tree to out (published atomically); what it holds, for --json."""
+def write_tree(cluster: Cluster, output: Path, seeds: Path, out: Path) -> dict:
+    """Write the tree to out (published atomically) from the images of the cluster's release under
+    output; what it holds, for --json."""
+    images = release_dir(output, cluster.build.release)
     roles = sorted({n.role for n in cluster.nodes}, key=lambda r: r.value)
     for role in roles:
         for kind in ROLE_FILES:
             if not artefact(images, role, kind).is_file():
-                raise UserError(f"{artefact(images, role, kind)} is missing; run `imgbuild build --output {images}` first")
+                raise UserError(f"{artefact(images, role, kind)} is missing; run `imgbuild build --output {output}` first")
     for node in cluster.nodes:
         if not (seed_dir(seeds, node) / "user-data").is_file():
             raise UserError(f"no seed for {node.name} in {seeds}; run `imgbuild seed --seeds {seeds}` first")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import enum
 import functools
 import signal
 import sys
@@ -20,6 +21,9 @@ ConfigOpt = Annotated[Optional[Path], typer.Option("--config", "-c", help="clust
 JsonOpt = Annotated[bool, typer.Option("--json", help="print machine-readable JSON on stdout")]
 OutputOpt = Annotated[Path, typer.Option("--output", "-o", help="directory of the role images")]
 DEFAULT_OUTPUT = Path("images")
+# An Enum, so that typer offers and checks the choices.
+Release = enum.Enum("Release", {r: r for r in model.RELEASES}, type=str)  # type: ignore[misc]
+ReleaseOpt = Annotated[Optional[Release], typer.Option("--release", help="Debian release; the cluster file's build.release when omitted")]
 
 
 def user_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
@@ -59,6 +63,7 @@ def build(
     output: OutputOpt = DEFAULT_OUTPUT,
     mirror: Annotated[Optional[str], typer.Option(help="Debian mirror URL (env IMGBUILD_MIRROR)")] = None,
     security_mirror: Annotated[Optional[str], typer.Option(help="Debian security mirror URL (env IMGBUILD_SECURITY_MIRROR)")] = None,
+    release: ReleaseOpt = None,
     force: Annotated[bool, typer.Option("--force", help="rebuild even when nothing changed")] = False,
     json_out: JsonOpt = False,
 ) -> None:
@@ -66,14 +71,14 @@ def build(
     from imgbuild.builder import build as builder
     from imgbuild.builder import mirror as mirrors_mod
 
-    cluster = model.load(config)
+    cluster = with_release(model.load(config), release)
     roles = parse_roles(role)
     b = cluster.build
     mirrors = mirrors_mod.resolve(b.release, mirror or b.mirror, security_mirror or b.security_mirror)
     results = builder.build_with_progress(roles, cluster, mirrors, output, force)
     for r, result in results.items():
         how = "unchanged, cached" if result.cached else f"built in {result.manifest['build_seconds']} s, log {result.log}"
-        ui.ok(f"{r.value}: {builder.role_dir(output, r)}/ ({how})")
+        ui.ok(f"{r.value}: {builder.role_dir(builder.release_dir(output, b.release), r)}/ ({how})")
     if json_out:
         ui.emit_json({r.value: result.manifest for r, result in results.items()})
 
@@ -136,6 +141,7 @@ def pxe(
     output: OutputOpt = DEFAULT_OUTPUT,
     seeds: SeedsOpt = DEFAULT_SEEDS,
     tree: Annotated[Path, typer.Option("--tree", help="where the PXE tree is written")] = Path("pxe"),
+    release: ReleaseOpt = None,
     serve: Annotated[bool, typer.Option("--serve", help="then serve it over HTTP until Ctrl-C")] = False,
     interface: Annotated[Optional[str], typer.Option(help="with --serve: also answer DHCP and TFTP on this interface (dnsmasq)")] = None,
     json_out: JsonOpt = False,
@@ -144,7 +150,7 @@ def pxe(
     from imgbuild.builder import pxe as pxe_mod
     from imgbuild.cloudinit import seeds as seeds_mod
 
-    cluster = model.load(config)
+    cluster = with_release(model.load(config), release)
     seeds_mod.write_seeds(cluster, seeds)
     written = pxe_mod.write_tree(cluster, output, seeds, tree)
     ui.ok(f"PXE tree {tree}/ for {written['url']}/boot.ipxe")
@@ -163,7 +169,9 @@ def pxe(
 @user_errors
 def openstack_args(
     role: Annotated[str, typer.Option("--role", "-r", help="loadbalancer or webserver")],
+    config: ConfigOpt = None,
     output: OutputOpt = DEFAULT_OUTPUT,
+    release: ReleaseOpt = None,
     json_out: JsonOpt = False,
 ) -> None:
     """Print the `openstack image create` command for a role's whole-disk image."""
@@ -171,11 +179,13 @@ def openstack_args(
     from imgbuild.builder import openstack
 
     (r,) = parse_roles([role])
-    manifest = builder.read_manifest(output, r)
+    chosen = with_release(model.load(config), release).build.release
+    images = builder.release_dir(output, chosen)
+    manifest = builder.read_manifest(images, r)
     if manifest is None or "openstack" not in manifest:
-        raise UserError(f"no whole-disk image for {r.value} in {output}; run `imgbuild build --role {r.value} --output {output}`")
+        raise UserError(f"no {chosen} whole-disk image for {r.value} in {output}; run `imgbuild build --role {r.value} --release {chosen} --output {output}`")
     glance = manifest["openstack"]
-    file = str(builder.role_dir(output, r) / glance["file"])
+    file = str(builder.role_dir(images, r) / glance["file"])
     if json_out:
         ui.emit_json({"args": openstack.image_create_args(glance["name"], file, glance), **glance})
     else:
@@ -197,6 +207,7 @@ def verify(
     keep: Annotated[bool, typer.Option("--keep", help="leave the cluster running afterwards")] = False,
     faults: Annotated[bool, typer.Option("--faults", help="also run the full fault matrix (partition, second failover, hung server, sync loss)")] = False,
     rounds: Annotated[int, typer.Option("--rounds", min=1, max=20, help="with --faults: run the matrix this many times on the one cluster")] = 1,
+    release: ReleaseOpt = None,
     down: Annotated[bool, typer.Option("--down", help="remove a cluster left by --keep, and nothing else")] = False,
     json_out: JsonOpt = False,
 ) -> None:
@@ -205,7 +216,7 @@ def verify(
 
     if rounds > 1 and not faults:
         raise UsageError("--rounds repeats the fault matrix; add --faults")
-    cluster = model.load(config)
+    cluster = with_release(model.load(config), release)
     if down:
         removed = verify_mod.down(cluster)
         ui.err.print(f"removed: {removed}" if removed else "no kept cluster to remove")
@@ -220,6 +231,13 @@ def verify(
         ui.emit_json(report)
     if report["exit_code"] != 0:
         raise typer.Exit(1)
+
+
+def with_release(cluster: model.Cluster, release: Optional[Release]) -> model.Cluster:
+    """The cluster with --release in place of its file's build.release."""
+    if release is None:
+        return cluster
+    return cluster.model_copy(update={"build": cluster.build.model_copy(update={"release": release.value})})
 
 
 def parse_roles(names: Optional[list[str]]) -> list[model.Role]:

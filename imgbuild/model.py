@@ -230,8 +230,12 @@ class Admin(Strict):
         return self
 
 
+# Debian releases the images are built from; images of each sit side by side (images/<release>/).
+RELEASES = ("bookworm", "trixie")
+
+
 class Build(Strict):
-    release: Literal["bookworm"] = "bookworm"
+    release: Literal[RELEASES] = Field("bookworm", description="Debian release of the images: trixie (stable) or bookworm (oldstable)")  # type: ignore[valid-type]
     mirror: Annotated[str, StringConstraints(max_length=2048)] | None = Field(None, description="Debian mirror URL; the host's apt sources when unset")
     security_mirror: Annotated[str, StringConstraints(max_length=2048)] | None = Field(None, description="Debian security mirror URL; the host's when unset")
     kernel: Literal["cloud-amd64", "amd64"] = "cloud-amd64"

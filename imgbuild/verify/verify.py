@@ -96,7 +96,7 @@ def verify(
 
     try:
         with ui.progress([n.name for n in cluster.nodes]) as update, cluster_mod.running(
-            cluster, images=images, seeds=seeds, workdir=report_dir, ssh_key=ssh_key, accel=chosen, memory_mb=memory_mb,
+            cluster, images=builder.release_dir(images, cluster.build.release), seeds=seeds, workdir=report_dir, ssh_key=ssh_key, accel=chosen, memory_mb=memory_mb,
             cpus=cpus, ready_timeout=ready_timeout, on_status=update, keep=keep_it,
         ) as running:
             report["boot_seconds"] = running.boot_seconds

@@ -11,6 +11,8 @@ from pathlib import Path
 
 import pytest
 
+from imgbuild.model import Cluster
+
 REPO = Path(__file__).resolve().parents[2]
 # The console script, not `python -m`: that would put the checkout on sys.path, where the
 # top-level qemu/ folder shadows the qemu.qmp library.
@@ -48,12 +50,15 @@ def test_env(work: Path) -> dict[str, str]:
 
 @pytest.fixture(scope="session")
 def images(work: Path, test_env: dict[str, str]) -> Path:
+    """The default release's role images (`--output` is this directory's parent)."""
     out = work / "images"
     result = run_imgbuild("build", "--output", str(out), "--json", env=test_env)
     assert result.returncode == 0, result.stderr[-3000:]
     manifests = json.loads(result.stdout)
     assert set(manifests) == {"loadbalancer", "webserver"}
-    return out
+    release = Cluster().build.release
+    assert {m["release"] for m in manifests.values()} == {release}
+    return out / release
 
 
 @pytest.fixture(scope="session")

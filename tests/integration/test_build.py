@@ -92,7 +92,7 @@ def test_generic_image_holds_no_identity(images, role):
 
 def test_cache_hit_is_fast(images, test_env):
     started = time.monotonic()
-    result = run_imgbuild("build", "--output", str(images), "--json", env=test_env)
+    result = run_imgbuild("build", "--output", str(images.parent), "--json", env=test_env)
     assert result.returncode == 0 and time.monotonic() - started < 2.0
     assert "cached" in result.stderr
 
@@ -100,7 +100,7 @@ def test_cache_hit_is_fast(images, test_env):
 def test_failed_build_leaves_previous_output(images, test_env):
     before = (images / "webserver" / "manifest.json").read_bytes()
     env = dict(test_env, IMGBUILD_MIRROR="http://127.0.0.1:9/debian", IMGBUILD_SECURITY_MIRROR="http://127.0.0.1:9/sec")
-    result = run_imgbuild("build", "--role", "webserver", "--output", str(images), "--force", env=env)
+    result = run_imgbuild("build", "--role", "webserver", "--output", str(images.parent), "--force", env=env)
     assert result.returncode != 0
     assert result.stderr.strip().splitlines()[-1].startswith("error: mirror unreachable")
     assert (images / "webserver" / "manifest.json").read_bytes() == before
@@ -111,7 +111,7 @@ def test_interrupted_build_leaves_previous_output_and_no_loop_devices(images, te
     before = (images / "webserver" / "manifest.json").read_bytes()
     loops_before = subprocess.run(["losetup", "-a"], capture_output=True, text=True).stdout
     proc = subprocess.Popen(
-        [*IMGBUILD, "build", "--role", "webserver", "--output", str(images), "--force"],
+        [*IMGBUILD, "build", "--role", "webserver", "--output", str(images.parent), "--force"],
         env=test_env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
         preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),  # as from a terminal, even under CI
     )  # fmt: skip

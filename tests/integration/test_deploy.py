@@ -49,7 +49,7 @@ def test_manifest_lists_whole_disk_for_openstack(images, test_env):
         info = json.loads(subprocess.run(["qemu-img", "info", "--output=json", str(images / role.value / disk["file"])],
                                          capture_output=True, text=True, check=True).stdout)  # fmt: skip
         assert info["virtual-size"] == disk["virtual_bytes"]
-        result = run_imgbuild("openstack-args", "--role", role.value, "--output", str(images), env=test_env)
+        result = run_imgbuild("openstack-args", "--role", role.value, "--output", str(images.parent), env=test_env)
         assert result.returncode == 0, result.stderr
         args = shlex.split(result.stdout)
         assert args[:3] == ["openstack", "image", "create"] and args[-1] == f"imgbuild-{role.value}"
@@ -115,7 +115,7 @@ def pxe_server(images, seeds, test_env, tmp_path):
     with netns.segment(name, CLUSTER.network.subnet, CLUSTER.free_address()) as seg, netns.entered(seg.name):
         log = (tmp_path / "serve.log").open("w")
         server = subprocess.Popen(
-            [*IMGBUILD, "pxe", "--output", str(images), "--seeds", str(seeds), "--tree", str(tree), "--serve", "--interface", netns.BRIDGE],
+            [*IMGBUILD, "pxe", "--output", str(images.parent), "--seeds", str(seeds), "--tree", str(tree), "--serve", "--interface", netns.BRIDGE],
             env=test_env, cwd=REPO, stdout=log, stderr=subprocess.STDOUT,
         )  # fmt: skip
         try:

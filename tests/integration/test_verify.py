@@ -17,7 +17,7 @@ pytestmark = pytest.mark.slow
 
 
 def run_verify(images, seeds, reports: Path, test_env, *flags: str) -> dict:
-    result = run_imgbuild("verify", *flags, "--output", str(images), "--seeds", str(seeds), "--reports", str(reports), "--json",
+    result = run_imgbuild("verify", *flags, "--output", str(images.parent), "--seeds", str(seeds), "--reports", str(reports), "--json",
                           env=test_env, timeout=2400)  # fmt: skip
     report = json.loads(result.stdout)
     report["_exit"] = result.returncode
