@@ -150,11 +150,13 @@ def test_cloud_init_finished_without_errors(host):
 
 
 def test_cloud_init_stages_ran_in_one_process(host):
-    """The image's imgbuild-cloud-init.service ran every stage (elements/imgbuild-common)."""
-    log = host.check_output("journalctl -b -o cat -u imgbuild-cloud-init.service")
+    """One process ran every stage: the image's imgbuild-cloud-init.service for cloud-init 22.4
+    (bookworm), cloud-init's own cloud-init-main.service from 24.1 on (trixie)."""
+    unit = "imgbuild-cloud-init.service" if host.run("systemctl cat imgbuild-cloud-init.service").rc == 0 else "cloud-init-main.service"
+    log = host.check_output(f"journalctl -b -o cat -u {unit}")
     for stage in ("init-local", "init", "modules:final"):
-        assert re.search(rf"Cloud-init v\. \S+ running '{stage}'", log), f"stage {stage} did not run in the one process"
-    assert host.check_output("systemctl show -P Result imgbuild-cloud-init.service") == "success"
+        assert re.search(rf"Cloud-init v\. \S+ running '{stage}'", log), f"stage {stage} did not run in {unit}"
+    assert host.check_output(f"systemctl show -P Result {unit}") == "success"
 
 
 def test_no_failed_units(host):
