@@ -87,6 +87,7 @@ def failures_after(requests: Sequence[Sequence[Any]], moment: float, until: floa
 DOWNLOAD = "/big.bin"
 DOWNLOAD_SIZE = "256M"
 
+
 @dataclass(frozen=True)
 class Figures:
     """What a drill's client saw; times in seconds."""
