@@ -237,7 +237,7 @@ def with_release(cluster: model.Cluster, release: Optional[Release]) -> model.Cl
     """The cluster with --release in place of its file's build.release."""
     if release is None:
         return cluster
-    return cluster.model_copy(update={"build": cluster.build.model_copy(update={"release": release.value})})
+    return cluster.for_release(release.value)
 
 
 def parse_roles(names: Optional[list[str]]) -> list[model.Role]:

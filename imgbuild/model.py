@@ -38,8 +38,19 @@ _MAC = re.compile(r"^([0-9a-f]{2}:){5}[0-9a-f]{2}$")
 MAX_FILE_BYTES = 256 * 1024
 MAX_NESTING = 16
 
-# Schedulers whose modules the loadbalancer image loads at boot.
-SCHEDULERS = ("rr", "wrr", "lc", "wlc", "lblc", "lblcr", "dh", "sh", "sed", "nq")
+# Debian releases the images are built from; images of each sit side by side (images/<release>/).
+RELEASES = ("trixie", "bookworm")
+# IPVS schedulers each release's kernel ships (net/netfilter/ipvs): the loadbalancer image loads
+# all of them at boot (elements/imgbuild-loadbalancer/post-install.d/79-imgbuild-ipvs-modules).
+# Linux 6.2 added twos, so bookworm's 6.1 lacks it.
+_SCHEDULERS_6_1 = ("rr", "wrr", "lc", "wlc", "lblc", "lblcr", "dh", "sh", "sed", "nq", "fo", "ovf", "mh")
+SCHEDULERS = {"bookworm": _SCHEDULERS_6_1, "trixie": (*_SCHEDULERS_6_1, "twos")}
+ALL_SCHEDULERS = SCHEDULERS["trixie"]
+
+
+def ipvs_modules(release: str) -> set[str]:
+    """The kernel modules a balancer of the release must have loaded: IPVS, its FTP helper, every scheduler."""
+    return {"ip_vs", "ip_vs_ftp"} | {f"ip_vs_{s}" for s in SCHEDULERS[release]}
 
 
 def valid_hostname(value: str) -> str:
@@ -140,7 +151,7 @@ class Balancer(Strict):
     """ldirectord's virtual service (the seed's ldirectord.cf)."""
 
     port: int = Field(80, ge=1, le=65535)
-    scheduler: Literal[SCHEDULERS] = "rr"  # type: ignore[valid-type]
+    scheduler: Literal[ALL_SCHEDULERS] = Field("rr", description="IPVS scheduler; twos needs trixie")  # type: ignore[valid-type]
     check_page: str = Field("ldirector.html", description="a page the webserver image serves (elements/imgbuild-webserver/static/var/www/html)")
     # ldirectord cuts its config lines at '#' and matches `receive` as a Perl regex: plain words only.
     check_receive: str = Field("Test Page", min_length=1, max_length=64, pattern=r"^[A-Za-z0-9 _,:;!'-]+$")
@@ -230,12 +241,8 @@ class Admin(Strict):
         return self
 
 
-# Debian releases the images are built from; images of each sit side by side (images/<release>/).
-RELEASES = ("bookworm", "trixie")
-
-
 class Build(Strict):
-    release: Literal[RELEASES] = Field("bookworm", description="Debian release of the images: trixie (stable) or bookworm (oldstable)")  # type: ignore[valid-type]
+    release: Literal[RELEASES] = Field("trixie", description="Debian release of the images: trixie (stable) or bookworm (oldstable)")  # type: ignore[valid-type]
     mirror: Annotated[str, StringConstraints(max_length=2048)] | None = Field(None, description="Debian mirror URL; the host's apt sources when unset")
     security_mirror: Annotated[str, StringConstraints(max_length=2048)] | None = Field(None, description="Debian security mirror URL; the host's when unset")
     kernel: Literal["cloud-amd64", "amd64"] = "cloud-amd64"
@@ -326,6 +333,20 @@ class Cluster(Strict):
             raise ValueError("duplicate node mac")
         return self
 
+    @model_validator(mode="after")
+    def _scheduler(self) -> Cluster:
+        release, scheduler = self.build.release, self.balancer.scheduler
+        if scheduler not in SCHEDULERS[release]:
+            needs = [r for r in RELEASES if scheduler in SCHEDULERS[r]]
+            raise ValueError(f"balancer.scheduler {scheduler!r} is not in {release}'s kernel; use build.release = {needs[0]!r} or one of {', '.join(SCHEDULERS[release])}")
+        return self
+
+    def for_release(self, release: str) -> Cluster:
+        """The same cluster built from another Debian release, validated again (its scheduler may not exist there)."""
+        data = self.model_dump(mode="json")
+        data["build"]["release"] = release
+        return parse(data, f"--release {release}")
+
     def by_role(self, role: Role) -> list[Node]:
         return [n for n in self.nodes if n.role == role]
 
@@ -400,7 +421,7 @@ def _plain(value: object, where: str, source: str, depth: int = 0) -> None:
     elif isinstance(value, list):
         for i, item in enumerate(value):
             _plain(item, f"{where}[{i}]", source, depth + 1)
-    elif not isinstance(value, (str, int, float, bool)):
+    elif value is not None and not isinstance(value, (str, int, float, bool)):  # None: TOML has none, a dump has
         raise ConfigError(f"{source}: {where}: a date or time is not valid here")
 
 

@@ -17,11 +17,10 @@ import time
 
 import pytest
 
-from imgbuild.model import Role
+from imgbuild.model import Role, ipvs_modules
 from imgbuild.verify.client import failures_after, spread, who_answers
 from imgbuild.verify.drill import Drill, drill, until
 
-IPVS_MODULES = "ip_vs ip_vs_dh ip_vs_ftp ip_vs_lblc ip_vs_lblcr ip_vs_lc ip_vs_nq ip_vs_rr ip_vs_sed ip_vs_sh ip_vs_wlc ip_vs_wrr".split()
 LDIRECTORD_PID = "/var/run/ldirectord.ldirectord.cf.pid"  # $RUNPID.$CFGNAME.pid, CFGNAME as haresources names it
 # As `ldirectord ldirectord.cf status` decides (its pid file names a live ldirectord), without the
 # ten seconds its Perl start costs per balancer under emulation.
@@ -168,9 +167,11 @@ def test_no_failed_units(host):
 # -- load balancers -----------------------------------------------------------------------------
 
 
-def test_ipvs_modules_loaded(balancer_host):
+def test_ipvs_modules_loaded(cluster, balancer_host):
+    """Every scheduler the model accepts for the release is loaded: the image's list comes from its kernel."""
     loaded = {line.split()[0] for line in balancer_host.run("lsmod").stdout.splitlines()[1:]}
-    assert set(IPVS_MODULES) <= loaded, sorted(set(IPVS_MODULES) - loaded)
+    expected = ipvs_modules(cluster.model.build.release)
+    assert expected <= loaded, sorted(expected - loaded)
 
 
 def test_forwarding_and_heartbeat(balancer_host):

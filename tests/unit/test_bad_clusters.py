@@ -99,7 +99,7 @@ def test_real_process_prints_no_traceback(tmp_path: Path):
         (["build", "--nope"], "No such option: --nope"),
         (["nosuch"], "No such command 'nosuch'"),
         (["render"], "Missing option '--node'"),
-        (["build", "--release", "sid"], "'sid' is not one of 'bookworm', 'trixie'"),
+        (["build", "--release", "sid"], "'sid' is not one of 'trixie', 'bookworm'"),
     ],
 )
 def test_usage_errors_are_one_line(args: list[str], expect: str, tmp_path: Path):

@@ -65,7 +65,7 @@ def test_dib_command_and_environment(tmp_path):
     env = dib.environment(Build(), MIRRORS, tmp_path / "cache", tmp_path / "tmp")
     assert env["DIB_DISTRIBUTION_MIRROR"] == "http://m/debian"
     assert env["DIB_DEBIAN_SECURITY_MIRROR"] == "http://m/debian-security"
-    assert env["DIB_RELEASE"] == "bookworm" and env["IMGBUILD_KERNEL"] == "cloud-amd64"
+    assert env["DIB_RELEASE"] == "trixie" and env["IMGBUILD_KERNEL"] == "cloud-amd64"
     assert Path(env["ELEMENTS_PATH"]) == elements.elements_dir()
     assert env["TMP_DIR"] == str(tmp_path / "tmp") and env["DIB_IMAGE_CACHE"] == str(tmp_path / "cache")
 

@@ -48,6 +48,8 @@ def test_init_file_round_trips_to_the_default():
         ({"heartbeat": {"auth_method": "crc"}}, "auth_method 'crc' authenticates nothing"),
         ({"balancer": {"scheduler": "fifo"}}, "balancer.scheduler"),
         ({"balancer": {"persistence": 0}}, "balancer.persistence"),
+        # Linux 6.2 added twos: bookworm's kernel has no such module
+        ({"balancer": {"scheduler": "twos"}, "build": {"release": "bookworm"}}, "balancer.scheduler 'twos' is not in bookworm's kernel; use build.release = 'trixie'"),
         ({"nodes": [{"name": "Bad_Name", "role": "webserver", "address": "192.168.0.1"}]}, "nodes[0].name: not a valid hostname"),
         ({"colour": "red"}, "colour: unknown key"),
         ({"heartbeat": {"link": {"interface": "eth0"}}}, "heartbeat.link.interface eth0 is network.interface"),
@@ -70,6 +72,21 @@ def test_invalid_descriptions_get_one_line(data, message):
     text = str(err.value)
     assert message in text and "\n" not in text and text.startswith("cluster.toml: ")
     assert err.value.exit_code == 2
+
+
+@pytest.mark.parametrize("release", model.RELEASES)
+def test_every_scheduler_of_the_release_is_accepted(release):
+    for scheduler in model.SCHEDULERS[release]:
+        cluster = model.parse({"balancer": {"scheduler": scheduler}, "build": {"release": release}})
+        assert f"ip_vs_{scheduler}" in model.ipvs_modules(release) and cluster.balancer.scheduler == scheduler
+
+
+def test_another_release_is_validated_again():
+    cluster = model.parse({"balancer": {"scheduler": "twos"}})
+    assert cluster.build.release == "trixie"
+    with pytest.raises(ConfigError, match=r"^--release bookworm: balancer.scheduler 'twos' is not in bookworm's kernel"):
+        cluster.for_release("bookworm")
+    assert model.Cluster().for_release("bookworm").for_release("trixie") == model.Cluster()
 
 
 def _nodes(lbs: int, webs: int, dup: bool = False) -> list[dict]:

@@ -44,7 +44,7 @@ def clusters(draw: st.DrawFn) -> dict:
         "nodes": draw(st.permutations(nodes)),
         "network": {"subnet": str(subnet), "vip": addr[-2], "domain": f"{draw(HOSTNAME)}.{draw(HOSTNAME)}",
                     "interface": draw(st.from_regex(r"[a-z][a-z0-9]{0,14}", fullmatch=True))},  # fmt: skip
-        "balancer": {"port": draw(st.integers(1, 65535)), "scheduler": draw(st.sampled_from(model.SCHEDULERS)),
+        "balancer": {"port": draw(st.integers(1, 65535)), "scheduler": draw(st.sampled_from(model.SCHEDULERS[model.Build().release])),
                      "quiescent": draw(st.booleans()), "check_receive": receive},  # fmt: skip
         "heartbeat": {"transports": draw(st.lists(st.sampled_from(["bcast", "mcast", "ucast"]), min_size=1, max_size=3, unique=True)),
                       "link": {"enabled": draw(st.booleans())}},  # fmt: skip
