@@ -13,6 +13,11 @@ def disk_cmdline() -> str:
     return f"root=LABEL={ROOT_LABEL} ro {COMMON}"
 
 
-def pxe_cmdline(root_url: str, seed_url: str, ip: str) -> str:
+# How the kernel command line names a seed fetched over HTTP: cloud-init 22.4 (bookworm) only
+# fetches one for `nocloud-net`; 24.1 and later read `nocloud` for both and deprecate `nocloud-net`.
+NETWORK_SEED_DATASOURCE = {"bookworm": "nocloud-net", "trixie": "nocloud"}
+
+
+def pxe_cmdline(root_url: str, seed_url: str, ip: str, release: str) -> str:
     """Root fetched over HTTP into RAM (elements/imgbuild-common scripts/http), seed from the network."""
-    return f"boot=http httproot={root_url} ip={ip} ds=nocloud-net;s={seed_url} {COMMON}"
+    return f"boot=http httproot={root_url} ip={ip} ds={NETWORK_SEED_DATASOURCE[release]};s={seed_url} {COMMON}"

@@ -50,7 +50,7 @@ def ip_arg(cluster: Cluster, node: Node) -> str:
 
 def node_cmdline(cluster: Cluster, node: Node) -> str:
     url = base_url(cluster)
-    return pxe_cmdline(f"{url}/{node.role.value}/{ROLE_FILES['squashfs']}", f"{url}/seeds/{node.name}/", ip_arg(cluster, node))
+    return pxe_cmdline(f"{url}/{node.role.value}/{ROLE_FILES['squashfs']}", f"{url}/seeds/{node.name}/", ip_arg(cluster, node), cluster.build.release)
 
 
 def ipxe_script(cluster: Cluster, node: Node) -> str:

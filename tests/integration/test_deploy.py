@@ -16,6 +16,7 @@ import pytest
 from conftest import IMGBUILD, REPO, run_imgbuild
 from imgbuild import model, state
 from imgbuild.builder.build import artefact, read_manifest
+from imgbuild.builder.openstack import RELEASE_VERSION
 from imgbuild.cloudinit.seeds import CONFIG_DRIVE_ISO, seed_dir
 from imgbuild.model import Role
 from imgbuild.qemu import netns
@@ -45,7 +46,7 @@ def test_manifest_lists_whole_disk_for_openstack(images, test_env):
         glance = manifest["openstack"]
         assert glance["file"] == disk["file"] and glance["disk_format"] == "qcow2" and glance["container_format"] == "bare"
         assert glance["min_disk"] * GIB >= disk["virtual_bytes"] and glance["min_ram"] == 512
-        assert glance["properties"]["os_distro"] == "debian" and glance["properties"]["os_version"] == "12"
+        assert glance["properties"]["os_distro"] == "debian" and glance["properties"]["os_version"] == RELEASE_VERSION[images.name]
         info = json.loads(subprocess.run(["qemu-img", "info", "--output=json", str(images / role.value / disk["file"])],
                                          capture_output=True, text=True, check=True).stdout)  # fmt: skip
         assert info["virtual-size"] == disk["virtual_bytes"]

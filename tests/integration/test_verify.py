@@ -11,18 +11,9 @@ from pathlib import Path
 
 import pytest
 
-from conftest import run_imgbuild
+from conftest import run_verify
 
 pytestmark = pytest.mark.slow
-
-
-def run_verify(images, seeds, reports: Path, test_env, *flags: str) -> dict:
-    result = run_imgbuild("verify", *flags, "--output", str(images.parent), "--seeds", str(seeds), "--reports", str(reports), "--json",
-                          env=test_env, timeout=2400)  # fmt: skip
-    report = json.loads(result.stdout)
-    report["_exit"] = result.returncode
-    report["_stderr"] = result.stderr[-4000:]
-    return report
 
 
 @pytest.fixture(scope="module")

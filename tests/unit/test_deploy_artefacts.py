@@ -77,7 +77,9 @@ def test_pxe_configs_carry_node_identity_root_and_seed_urls():
     assert script.startswith("#!ipxe\n")
     assert "kernel http://192.168.0.254:8080/webserver/vmlinuz initrd=initrd " in script
     assert "httproot=http://192.168.0.254:8080/webserver/root.squashfs" in script
-    assert "ds=nocloud-net;s=http://192.168.0.254:8080/seeds/webserver1/" in script
+    assert " ds=nocloud;s=http://192.168.0.254:8080/seeds/webserver1/ " in script
+    # cloud-init 22.4 fetches a seed over HTTP only for nocloud-net
+    assert " ds=nocloud-net;s=http://" in pxe.ipxe_script(cluster.for_release("bookworm"), node)
     assert "ip=192.168.0.101:::255.255.255.0:webserver1:eth0:off" in script
     menu = pxe.ipxe_menu(cluster)
     assert f"iseq ${{net0/mac}} {cluster.mac(node)} && chain --autofree ipxe/webserver1.ipxe ||" in menu
