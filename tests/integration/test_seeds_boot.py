@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import pytest
 
 from imgbuild import model, state
@@ -33,7 +35,7 @@ def test_config_drive_boot_and_schema(images, seeds, test_env, tmp_path, monkeyp
                 user_data = (seed_dir(seeds, other) / "user-data").read_text()
                 machine.succeed(f"cat > /tmp/{other.name}.yaml <<'IMGBUILD_EOF'\n{user_data}IMGBUILD_EOF")
                 out = machine.succeed(f"cloud-init schema --config-file /tmp/{other.name}.yaml")
-                assert "Valid cloud-config" in out, out
+                assert re.match(r"Valid (cloud-config|schema)", out), out  # 22.4 says the first, 25.1 the second
         finally:
             machine.cleanup()
 
