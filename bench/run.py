@@ -1,13 +1,16 @@
 """Benchmarks (not timed tests): build against plain diskimage-builder, and the cluster boot/verify figures.
 
-    .venv/bin/python bench/run.py build    # -> bench/results/build.json
-    .venv/bin/python bench/run.py verify [reports/verify-*/report.json]   # -> bench/results/verify.json
+    .venv/bin/python bench/run.py build [--release R]...   # -> bench/results/build.json, per release
+    .venv/bin/python bench/run.py verify [--release R]... [reports/verify-*/report.json...]   # -> verify.json, per release
     .venv/bin/python bench/run.py deploy [build/test]   # -> bench/results/deploy.json, from the test suite's run
-    .venv/bin/python bench/run.py faults [ROUNDS | reports/verify-*/report.json]   # -> bench/results/faults.json
+    .venv/bin/python bench/run.py faults [--release R] [ROUNDS | reports/verify-*/report.json]   # -> faults.json
+
+Without --release, build and verify measure every release and faults the default one.
 """
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import re
@@ -20,11 +23,11 @@ import time
 from pathlib import Path
 
 from imgbuild.builder import mirror, preflight
-from imgbuild.model import Cluster
+from imgbuild.model import RELEASES, Cluster
 
 RESULTS = Path(__file__).parent / "results"
 IMGBUILD = [str(Path(sys.executable).parent / "imgbuild")]
-RELEASE = Cluster().build.release  # the default release's images (images/<release>/<role>/)
+DEFAULT_RELEASE = Cluster().build.release
 PLAIN_PACKAGES = "heartbeat,ldirectord,ipvsadm,apache2,cloud-init,ifupdown"
 
 
@@ -35,9 +38,12 @@ def timed(cmd: list[str], env: dict[str, str], log: Path) -> float:
     return round(time.monotonic() - started, 1)
 
 
-def bench_build(scratch: Path) -> dict:
-    mirrors = mirror.resolve(RELEASE)
-    env = dict(os.environ, PATH=preflight.tool_path(), DIB_RELEASE=RELEASE, DIB_DISTRIBUTION_MIRROR=mirrors.main,
+def bench_build(scratch: Path, release: str) -> dict:
+    """Both roles cold and from the cache, against a plain diskimage-builder image of the same release."""
+    scratch = scratch / release
+    scratch.mkdir()
+    mirrors = mirror.resolve(release)
+    env = dict(os.environ, PATH=preflight.tool_path(), DIB_RELEASE=release, DIB_DISTRIBUTION_MIRROR=mirrors.main,
                DIB_DEBIAN_SECURITY_MIRROR=mirrors.security, DIB_IMAGE_CACHE=str(scratch / "plain-cache"))  # fmt: skip
     plain_out = scratch / "plain" / "image"
     plain_out.parent.mkdir()
@@ -45,10 +51,11 @@ def bench_build(scratch: Path) -> dict:
                    "debian-minimal", "baremetal", "openssh-server", "-p", PLAIN_PACKAGES], env, scratch / "plain.log")  # fmt: skip
     ours_env = dict(os.environ, IMGBUILD_CACHE=str(scratch / "imgbuild-cache"))
     out = scratch / "images"
-    cold = timed([*IMGBUILD, "build", "--output", str(out)], ours_env, scratch / "imgbuild-cold.log")
-    hit = timed([*IMGBUILD, "build", "--output", str(out)], ours_env, scratch / "imgbuild-hit.log")
+    ours = [*IMGBUILD, "build", "--release", release, "--output", str(out)]
+    cold = timed(ours, ours_env, scratch / "imgbuild-cold.log")
+    hit = timed(ours, ours_env, scratch / "imgbuild-hit.log")
     plain_qcow2 = plain_out.with_suffix(".qcow2").stat().st_size
-    sizes = {role: (out / RELEASE / role / f"{role}.qcow2").stat().st_size for role in ("loadbalancer", "webserver")}
+    sizes = {role: (out / release / role / f"{role}.qcow2").stat().st_size for role in ("loadbalancer", "webserver")}
     return {
         "plain_dib_build_s": plain,
         "imgbuild_both_roles_cold_s": cold,
@@ -68,9 +75,10 @@ def verify_report(existing: Path | None, *args: str) -> dict:
     return json.loads(subprocess.run([*IMGBUILD, "verify", *args, "--json"], capture_output=True, text=True).stdout)
 
 
-def bench_verify(scratch: Path, existing: Path | None) -> dict:
-    report = verify_report(existing, "--reports", str(scratch / "reports"))
+def bench_verify(scratch: Path, release: str, existing: Path | None) -> dict:
+    report = verify_report(existing, "--release", release, "--reports", str(scratch / "reports"))
     return {
+        "report_dir": report.get("report_dir"),
         "exit_code": report["exit_code"],
         "accel": report["accel"],
         "boot_to_ready_s": report.get("boot_seconds"),
@@ -106,12 +114,13 @@ def fault_matrix(report: dict) -> dict:
     return matrix
 
 
-def bench_faults(rounds: int, existing: Path | None) -> dict:
+def bench_faults(rounds: int, release: str, existing: Path | None) -> dict:
     """The fault matrix `rounds` times on one booted cluster (imgbuild verify --faults --rounds)."""
     # The run's report directory (report.json, report.html, the pictures, the HA logs) is kept
     # under reports/: a failed round is read there, not guessed at.
-    report = verify_report(existing, "--faults", "--rounds", str(rounds), "--reports", "reports")
+    report = verify_report(existing, "--release", release, "--faults", "--rounds", str(rounds), "--reports", "reports")
     return {
+        "release": report.get("release", "bookworm"),
         "exit_code": report["exit_code"],
         "accel": report["accel"],
         "rounds": report.get("rounds"),
@@ -125,8 +134,9 @@ def bench_faults(rounds: int, existing: Path | None) -> dict:
 def bench_deploy(work: Path) -> dict:
     """Whole-disk assembly and artefact sizes from the manifests, boot figures from tests/integration/test_deploy.py."""
     figures = json.loads((work / "deploy-figures.json").read_text())
-    manifests = {role: json.loads((work / "images" / RELEASE / role / "manifest.json").read_text()) for role in ("loadbalancer", "webserver")}
+    manifests = {role: json.loads((work / "images" / DEFAULT_RELEASE / role / "manifest.json").read_text()) for role in ("loadbalancer", "webserver")}
     return {
+        "release": DEFAULT_RELEASE,
         "whole_disk_assembly_s": {role: m["disk_assembly_seconds"] for role, m in manifests.items()},
         "artefact_bytes": {role: {kind: a["bytes"] for kind, a in m["artefacts"].items()} for role, m in manifests.items()},
         "whole_disk_virtual_bytes": {role: m["artefacts"]["disk-qcow2"]["virtual_bytes"] for role, m in manifests.items()},
@@ -135,23 +145,35 @@ def bench_deploy(work: Path) -> dict:
     }
 
 
+def arguments() -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("which", nargs="?", default="build", choices=["build", "verify", "deploy", "faults"])
+    parser.add_argument("given", nargs="*", help="verify: report.json files; deploy: the test work folder; faults: rounds or a report.json")
+    parser.add_argument("--release", action="append", choices=RELEASES, help="repeatable; see above for the default")
+    return parser.parse_args()
+
+
 def main() -> None:
-    which = sys.argv[1] if len(sys.argv) > 1 else "build"
+    args = arguments()
     RESULTS.mkdir(exist_ok=True)
     scratch = Path(tempfile.mkdtemp(prefix="imgbuild-bench-", dir=os.environ.get("IMGBUILD_BENCH_DIR")))
     try:
-        existing = Path(sys.argv[2]) if len(sys.argv) > 2 and which != "faults" else None
-        if which == "deploy":
-            figures = bench_deploy(existing or Path("build/test"))
-        elif which == "faults":
-            given = sys.argv[2] if len(sys.argv) > 2 else "5"
-            figures = bench_faults(int(given), None) if given.isdigit() else bench_faults(0, Path(given))
+        if args.which == "deploy":
+            figures = bench_deploy(Path(args.given[0]) if args.given else Path("build/test"))
+        elif args.which == "faults":
+            given = args.given[0] if args.given else "5"
+            release = (args.release or [DEFAULT_RELEASE])[0]
+            figures = bench_faults(int(given), release, None) if given.isdigit() else bench_faults(0, release, Path(given))
+        elif args.which == "verify" and args.given:  # reports of runs that already happened, keyed by their release
+            reports = [Path(g) for g in args.given]
+            figures = {"releases": {json.loads(r.read_text()).get("release", "bookworm"): bench_verify(scratch, "", r) for r in reports}}
         else:
-            figures = bench_build(scratch) if which == "build" else bench_verify(scratch, existing)
+            bench = bench_build if args.which == "build" else lambda scratch, release: bench_verify(scratch, release, None)
+            figures = {"releases": {release: bench(scratch, release) for release in args.release or RELEASES}}
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
     figures["measured_at"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
-    (RESULTS / f"{which}.json").write_text(json.dumps(figures, indent=2) + "\n")
+    (RESULTS / f"{args.which}.json").write_text(json.dumps(figures, indent=2) + "\n")
     print(json.dumps(figures, indent=2))
 
 
