@@ -62,6 +62,7 @@ def _context(cluster: Cluster, node: Node) -> dict:
         "net": cluster.network,
         "lb": cluster.balancer,
         "hb": cluster.heartbeat,
+        "ka": cluster.keepalived,
         "balancers": cluster.by_role(Role.loadbalancer),
         "webservers": cluster.by_role(Role.webserver),
     }
@@ -74,6 +75,9 @@ def node_files(cluster: Cluster, node: Node, secrets: Secrets) -> list[dict]:
     def render(template: str, **extra: object) -> str:
         return env.get_template(template).render(**ctx, **extra)
 
+    if node.role == Role.loadbalancer and cluster.ha.stack == "keepalived":
+        priority = cluster.keepalived.priorities[ctx["balancers"].index(node)]
+        return [{"path": "/etc/keepalived/keepalived.conf", "mode": "0644", "content": render("keepalived.conf.j2", priority=priority)}]
     if node.role == Role.loadbalancer:
         return [
             {"path": "/etc/ha.d/ha.cf", "mode": "0644", "content": render("ha.cf.j2")},

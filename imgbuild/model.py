@@ -219,6 +219,35 @@ class Heartbeat(Strict):
         return self
 
 
+class Ha(Strict):
+    """Which HA stack holds the VIP and drives IPVS. Both are in the loadbalancer image; the seed
+    configures one and the other stays inert."""
+
+    stack: Literal["heartbeat", "keepalived"] = Field(
+        "heartbeat", description="heartbeat: the seed's heartbeat v1 + ldirectord; keepalived: VRRP and its own health checks"
+    )
+
+
+class Keepalived(Strict):
+    """VRRP of the keepalived stack. VRRPv3, whose adverts may be sub-second (v2 rounds them up to
+    whole seconds); the backup takes over after three missed adverts plus a skew of
+    (256 - priority) / 256 adverts. Preemption follows heartbeat.auto_failback, and the virtual
+    server takes [balancer] as ldirectord does."""
+
+    advert_ms: int = Field(200, ge=10, le=25_500, multiple_of=10, description="VRRP advert interval (VRRPv3 counts centiseconds)")
+    virtual_router_id: int = Field(51, ge=1, le=255, description="unique among the VRRP routers of the segment")
+    priorities: list[Annotated[int, Field(ge=1, le=254)]] = Field(
+        [150, 100], min_length=2, max_length=2, description="the two balancers' VRRP priorities, in node order"
+    )
+    unicast: bool = Field(True, description="adverts to the peer's address only; false: multicast to 224.0.0.18")
+
+    @model_validator(mode="after")
+    def _priorities(self) -> Keepalived:
+        if self.priorities[0] == self.priorities[1]:
+            raise ValueError("priorities must differ: with equal ones the higher address wins, not the node order")
+        return self
+
+
 class Admin(Strict):
     """The key-based admin user that operators and `imgbuild verify` log in as."""
 
@@ -288,7 +317,9 @@ class Cluster(Strict):
     )
     network: Network = Network()
     balancer: Balancer = Balancer()
+    ha: Ha = Ha()
     heartbeat: Heartbeat = Heartbeat()
+    keepalived: Keepalived = Keepalived()
     admin: Admin = Admin()
     build: Build = Build()
     openstack: OpenStack = OpenStack()

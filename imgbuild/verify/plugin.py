@@ -20,7 +20,7 @@ from imgbuild.run import run
 from imgbuild.verify.client import DOWNLOAD, DOWNLOAD_SIZE
 from imgbuild.verify.cluster import RunningCluster
 
-HA_LOG_COMMAND = "journalctl -b --no-pager -o short-monotonic -t heartbeat -t ldirectord -t ipfail -t IPaddr2 -t ResourceManager; cat /var/log/ha-log 2>/dev/null"
+HA_LOG_COMMAND = "journalctl -b --no-pager -o short-monotonic SYSLOG_FACILITY=16; cat /var/log/ha-log 2>/dev/null"  # local0: either stack
 _PLUGIN = pytest.StashKey["ClusterPlugin"]()
 _DRILLS_BEFORE = pytest.StashKey[int]()  # how many drills were recorded when a check started
 # fixture -> role of the nodes it is parametrized over (None: every node)
@@ -57,12 +57,18 @@ class ClusterPlugin:
     def pytest_configure(self, config: pytest.Config) -> None:
         config.stash[_PLUGIN] = self
         config.addinivalue_line("markers", "faults: a drill of the full fault matrix (imgbuild verify --faults)")
+        config.addinivalue_line("markers", "stack(name): a check of one HA stack (heartbeat or keepalived), swapped for its counterpart on the other")
 
     def pytest_collection_modifyitems(self, config: pytest.Config, items: list[pytest.Item]) -> None:
-        if not self.faults:
-            skipped = [i for i in items if i.get_closest_marker("faults")]
-            items[:] = [i for i in items if not i.get_closest_marker("faults")]
-            config.hook.pytest_deselected(items=skipped)
+        stack = self.running.model.ha.stack
+
+        def wanted(item: pytest.Item) -> bool:
+            marker = item.get_closest_marker("stack")
+            return (self.faults or not item.get_closest_marker("faults")) and (marker is None or marker.args[0] == stack)
+
+        deselected = [i for i in items if not wanted(i)]
+        items[:] = [i for i in items if wanted(i)]
+        config.hook.pytest_deselected(items=deselected)
 
     def pytest_generate_tests(self, metafunc: pytest.Metafunc) -> None:
         if "fault_round" in metafunc.fixturenames:

@@ -50,7 +50,7 @@ def prepare(cluster: Cluster, images: Path, seeds: Path) -> None:
 
 
 def summary(report: dict[str, Any]) -> Table:
-    table = Table(title=f"imgbuild verify ({report['release']}, {report['accel']})")
+    table = Table(title=f"imgbuild verify ({report['release']}, {report['stack']}, {report['accel']})")
     table.add_column("check")
     table.add_column("result")
     table.add_column("s", justify="right")
@@ -87,7 +87,7 @@ def verify(
     report_dir = output_dir(reports) / time.strftime("verify-%Y%m%d-%H%M%S")
     report_dir.mkdir()
     ssh_key, _ = state.admin_key(cluster.name)
-    report: dict[str, Any] = {"release": cluster.build.release, "accel": chosen, "accel_reason": reason, "report_dir": str(report_dir), "faults": faults, "rounds": rounds}
+    report: dict[str, Any] = {"release": cluster.build.release, "stack": cluster.ha.stack, "accel": chosen, "accel_reason": reason, "report_dir": str(report_dir), "faults": faults, "rounds": rounds}
 
     def keep_it(running: cluster_mod.RunningCluster) -> bool:
         if keep:

@@ -73,6 +73,39 @@ def test_options_reach_the_files(change, expect):
     assert expect in text
 
 
+def test_keepalived_stack_renders_its_own_file_only():
+    cluster = model.parse({"ha": {"stack": "keepalived"}})
+    files = {node.name: {f["path"]: f["content"] for f in render.node_files(cluster, node, SECRETS)} for node in cluster.nodes}
+    assert set(files["loadb1"]) == set(files["loadb2"]) == {"/etc/keepalived/keepalived.conf"}, "no heartbeat file, no secret"
+    assert files["webserver1"] == {f["path"]: f["content"] for f in render.node_files(CLUSTER, CLUSTER.node("webserver1"), SECRETS)}
+    conf = files["loadb1"]["/etc/keepalived/keepalived.conf"]
+    lines = [line.strip() for line in conf.splitlines()]
+    for line in ("vrrp_version 3", "lvs_sync_daemon eth0 VIP id 0", "state BACKUP", "interface eth0", "virtual_router_id 51", "priority 150",
+                 "advert_int 0.20", "nopreempt", "unicast_src_ip 192.168.0.103", "192.168.0.104", "check_unicast_src",
+                 "192.168.0.105/24 dev eth0", "virtual_server 192.168.0.105 80 {", "delay_loop 1", "lvs_sched rr", "lvs_method DR",
+                 "real_server 192.168.0.101 80 {", "real_server 192.168.0.102 80 {", "path /ldirector.html", 'regex "Test Page"',
+                 "connect_timeout 1"):  # fmt: skip
+        assert line in lines, line
+    assert "persistence_timeout" not in conf and "inhibit_on_failure" not in conf and "192.168.0.103" not in conf.split("unicast_peer")[1]
+    assert "priority 100" in files["loadb2"]["/etc/keepalived/keepalived.conf"]
+
+
+@pytest.mark.parametrize(
+    ("change", "expect", "absent"),
+    [
+        ({"heartbeat": {"auto_failback": True}}, "state BACKUP", "nopreempt"),
+        ({"keepalived": {"unicast": False}}, "virtual_router_id", "unicast_peer"),
+        ({"keepalived": {"advert_ms": 1000, "virtual_router_id": 7}}, "advert_int 1.00", "advert_int 0.20"),
+        ({"balancer": {"persistence": 60, "quiescent": True, "scheduler": "wlc", "port": 8080}},
+         "persistence_timeout 60", "lvs_sched rr"),
+    ],
+)
+def test_keepalived_options_reach_the_file(change, expect, absent):
+    cluster = model.parse({"ha": {"stack": "keepalived"}} | change)
+    conf = render.node_files(cluster, cluster.node("loadb2"), SECRETS)[0]["content"]
+    assert expect in conf and absent not in conf
+
+
 def test_md5_warns_and_sha1_does_not():
     assert credentials.warnings(model.parse({"heartbeat": {"auth_method": "md5"}}))
     assert not credentials.warnings(CLUSTER)

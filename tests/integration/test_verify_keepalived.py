@@ -1,0 +1,40 @@
+"""The same cluster with the keepalived stack: same images, its own seeds, `imgbuild verify`.
+
+The core checks shared by both stacks run unchanged; heartbeat's own (heartbeat, ipfail,
+ldirectord, authkeys) are swapped for keepalived's (VRRP states, the virtual server on both
+balancers, its journal), and drills a, e and f run on it.
+"""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from conftest import REPO, run_verify
+from test_verify import checks_of
+
+pytestmark = pytest.mark.slow
+
+CLUSTER = REPO / "tests" / "integration" / "clusters" / "keepalived.toml"
+
+
+@pytest.fixture(scope="module")
+def keepalived_report(images, work, test_env):
+    return run_verify(images, work / "seeds-keepalived", work / "reports", test_env, "--config", str(CLUSTER))
+
+
+def test_keepalived_cluster_verifies(keepalived_report):
+    report = keepalived_report
+    failed = [c for c in report["checks"] if c["outcome"] != "passed"]
+    assert report["_exit"] == 0 and not failed, json.dumps(failed, indent=1) + report["_stderr"]
+    assert report["stack"] == "keepalived"
+
+
+def test_keepalived_checks_swapped_in(keepalived_report):
+    ran = {c["check"].split("[")[0] for c in keepalived_report["checks"]}
+    written = checks_of("keepalived", faults=False)
+    assert ran == written, (sorted(written - ran), sorted(ran - written))
+    assert {"test_vrrp_states", "test_virtual_server_on_both_balancers"} <= ran and not {"test_ipfail_running", "test_heartbeat_daemons"} & ran
+    drills = {d["name"]: d for d in keepalived_report["drills"]}
+    assert set(drills) == {"a-power-loss-active", "e-planned-stop", "f-power-loss-webserver"}, set(drills)
