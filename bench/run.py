@@ -3,7 +3,8 @@
     .venv/bin/python bench/run.py build [--release R]...   # -> bench/results/build.json, per release
     .venv/bin/python bench/run.py verify [--release R]... [reports/verify-*/report.json...]   # -> verify.json, per release
     .venv/bin/python bench/run.py deploy [build/test]   # -> bench/results/deploy.json, from the test suite's run
-    .venv/bin/python bench/run.py faults [--release R] [ROUNDS | reports/verify-*/report.json]   # -> faults.json
+    .venv/bin/python bench/run.py faults [--release R] [--stacks heartbeat,keepalived] [ROUNDS | report.json]   # -> faults.json
+    .venv/bin/python bench/run.py idle [--advert-ms MS] [MINUTES]   # -> idle.json: keepalived's false failovers
 
 Without --release, build and verify measure every release and faults the default one.
 """
@@ -22,8 +23,9 @@ import tempfile
 import time
 from pathlib import Path
 
+from imgbuild import state
 from imgbuild.builder import mirror, preflight
-from imgbuild.model import RELEASES, Cluster
+from imgbuild.model import RELEASES, Cluster, Role
 
 RESULTS = Path(__file__).parent / "results"
 IMGBUILD = [str(Path(sys.executable).parent / "imgbuild")]
@@ -114,13 +116,23 @@ def fault_matrix(report: dict) -> dict:
     return matrix
 
 
-def bench_faults(rounds: int, release: str, existing: Path | None) -> dict:
+def stack_config(scratch: Path, stack: str, **keepalived: int) -> Path:
+    """A cluster file: the reference cluster on the given HA stack."""
+    path = scratch / f"{stack}.toml"
+    lines = ["[ha]", f'stack = "{stack}"', "[keepalived]", *(f"{k} = {v}" for k, v in keepalived.items())]
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def bench_faults(rounds: int, release: str, existing: Path | None, config: Path | None = None) -> dict:
     """The fault matrix `rounds` times on one booted cluster (imgbuild verify --faults --rounds)."""
     # The run's report directory (report.json, report.html, the pictures, the HA logs) is kept
     # under reports/: a failed round is read there, not guessed at.
-    report = verify_report(existing, "--release", release, "--faults", "--rounds", str(rounds), "--reports", "reports")
+    chosen = ["--config", str(config)] if config else []
+    report = verify_report(existing, *chosen, "--release", release, "--faults", "--rounds", str(rounds), "--reports", "reports")
     return {
         "release": report.get("release", "bookworm"),
+        "stack": report.get("stack", "heartbeat"),
         "exit_code": report["exit_code"],
         "accel": report["accel"],
         "rounds": report.get("rounds"),
@@ -128,6 +140,63 @@ def bench_faults(rounds: int, release: str, existing: Path | None) -> dict:
         "verify_total_s": report["total_seconds"],
         "failed_checks": {c["check"]: c["detail"][:300] for c in report["checks"] if c["outcome"] == "failed"},
         "drills": fault_matrix(report),
+    }
+
+
+def side_by_side(per_stack: dict[str, dict]) -> list[dict]:
+    """One row per drill: outage p50/max and failed requests on each stack (None: not run there)."""
+    drills = sorted({name for figures in per_stack.values() for name in figures["drills"]})
+    rows = []
+    for name in drills:
+        row: dict = {"drill": name}
+        for stack, figures in per_stack.items():
+            m = figures["drills"].get(name)
+            row[stack] = None if m is None else {
+                "passed": f"{m['passed']}/{m['rounds']}", "outage_p50_s": m["outage_p50_s"], "outage_max_s": m["outage_max_s"],
+                m["bounded_figure"] + "_max": m["bounded_max"], "failed_requests": m["failed_requests"],
+            }  # fmt: skip
+        rows.append(row)
+    return rows
+
+
+def kept_ssh(cluster: Cluster) -> tuple[list[str], dict[str, str]]:
+    """The argv prefix that runs a command on a node of a cluster left by `verify --keep`, and its nodes' addresses."""
+    record = json.loads(state.read_private(state.cluster_dir(cluster.name) / "kept.json"))
+    key, _ = state.admin_key(cluster.name)
+    ssh = ["ip", "netns", "exec", record["netns"], "ssh", "-i", str(key), "-o", "StrictHostKeyChecking=no",
+           "-o", "UserKnownHostsFile=/dev/null", "-o", "LogLevel=ERROR", "-l", cluster.admin.user]  # fmt: skip
+    return ssh, record["nodes"]
+
+
+def bench_idle(scratch: Path, minutes: float, advert_ms: int) -> dict:
+    """keepalived's cluster left alone for `minutes`: every VRRP state change after it was ready
+    (a backup that became master while the master ran is a false failover)."""
+    config = stack_config(scratch, "keepalived", advert_ms=advert_ms)
+    boot = subprocess.run([*IMGBUILD, "verify", "--config", str(config), "--keep", "-k", "vrrp_states", "--reports", str(scratch / "reports"), "--json"],
+                          capture_output=True, text=True)  # fmt: skip
+    try:
+        report = json.loads(boot.stdout)
+        assert report["exit_code"] == 0, report["checks"]
+        ssh, nodes = kept_ssh(Cluster())
+
+        def on(node: str, command: str) -> str:
+            return subprocess.run([*ssh, nodes[node], command], capture_output=True, text=True, check=True).stdout
+
+        balancers = [n.name for n in Cluster().by_role(Role.loadbalancer)]
+        started = {name: float(on(name, "date +%s.%N")) for name in balancers}  # each node's own clock
+        time.sleep(minutes * 60)
+        transitions = {}
+        for name in balancers:
+            log = on(name, "sudo journalctl -b -o short-unix --no-pager SYSLOG_FACILITY=16").splitlines()
+            transitions[name] = [line for line in log if re.search(r"Entering \w+ STATE|advertisement timeout", line) and float(line.split()[0]) > started[name]]
+    finally:
+        subprocess.run([*IMGBUILD, "verify", "--config", str(config), "--down"], capture_output=True)
+    return {
+        "advert_ms": advert_ms,
+        "idle_minutes": minutes,
+        "cluster_ready_s": report.get("cluster_ready_seconds"),
+        "false_failovers": sum("Entering MASTER STATE" in line for lines in transitions.values() for line in lines),
+        "state_changes_while_idle": transitions,
     }
 
 
@@ -147,9 +216,11 @@ def bench_deploy(work: Path) -> dict:
 
 def arguments() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("which", nargs="?", default="build", choices=["build", "verify", "deploy", "faults"])
+    parser.add_argument("which", nargs="?", default="build", choices=["build", "verify", "deploy", "faults", "idle"])
     parser.add_argument("given", nargs="*", help="verify: report.json files; deploy: the test work folder; faults: rounds or a report.json")
     parser.add_argument("--release", action="append", choices=RELEASES, help="repeatable; see above for the default")
+    parser.add_argument("--stacks", default="heartbeat", help="faults: HA stacks, comma-separated, side by side")
+    parser.add_argument("--advert-ms", type=int, default=Cluster().keepalived.advert_ms, help="idle: keepalived's advert interval")
     return parser.parse_args()
 
 
@@ -163,7 +234,14 @@ def main() -> None:
         elif args.which == "faults":
             given = args.given[0] if args.given else "5"
             release = (args.release or [DEFAULT_RELEASE])[0]
-            figures = bench_faults(int(given), release, None) if given.isdigit() else bench_faults(0, release, Path(given))
+            if not given.isdigit():
+                figures = bench_faults(0, release, Path(given))
+            else:
+                stacks = args.stacks.split(",")
+                per_stack = {stack: bench_faults(int(given), release, None, stack_config(scratch, stack)) for stack in stacks}
+                figures = {"release": release, "rounds": int(given), "stacks": per_stack, "side_by_side": side_by_side(per_stack)}
+        elif args.which == "idle":
+            figures = bench_idle(scratch, float(args.given[0]) if args.given else 10.0, args.advert_ms)
         elif args.which == "verify" and args.given:  # reports of runs that already happened, keyed by their release
             reports = [Path(g) for g in args.given]
             figures = {"releases": {json.loads(r.read_text()).get("release", "bookworm"): bench_verify(scratch, "", r) for r in reports}}
