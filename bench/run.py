@@ -3,7 +3,7 @@
     .venv/bin/python bench/run.py build [--release R]...   # -> bench/results/build.json, per release
     .venv/bin/python bench/run.py verify [--release R]... [reports/verify-*/report.json...]   # -> verify.json, per release
     .venv/bin/python bench/run.py deploy [build/test]   # -> bench/results/deploy.json, from the test suite's run
-    .venv/bin/python bench/run.py faults [--release R] [--stacks heartbeat,keepalived] [ROUNDS | report.json]   # -> faults.json
+    .venv/bin/python bench/run.py faults [--release R] [--stacks heartbeat,keepalived] [ROUNDS | report.json...]   # -> faults.json
     .venv/bin/python bench/run.py idle [--advert-ms MS] [MINUTES]   # -> idle.json: keepalived's false failovers
 
 Without --release, build and verify measure every release and faults the default one.
@@ -81,6 +81,8 @@ def bench_verify(scratch: Path, release: str, existing: Path | None) -> dict:
     report = verify_report(existing, "--release", release, "--reports", str(scratch / "reports"))
     return {
         "report_dir": report.get("report_dir"),
+        "stack": report.get("stack", "heartbeat"),
+        "with_fault_matrix": report.get("faults", False),
         "exit_code": report["exit_code"],
         "accel": report["accel"],
         "boot_to_ready_s": report.get("boot_seconds"),
@@ -234,8 +236,9 @@ def main() -> None:
         elif args.which == "faults":
             given = args.given[0] if args.given else "5"
             release = (args.release or [DEFAULT_RELEASE])[0]
-            if not given.isdigit():
-                figures = bench_faults(0, release, Path(given))
+            if not given.isdigit():  # reports of runs that already happened, filed by their stack
+                per_stack = {json.loads(Path(g).read_text()).get("stack", "heartbeat"): bench_faults(0, release, Path(g)) for g in args.given}
+                figures = {"release": release, "stacks": per_stack, "side_by_side": side_by_side(per_stack)}
             else:
                 stacks = args.stacks.split(",")
                 per_stack = {stack: bench_faults(int(given), release, None, stack_config(scratch, stack)) for stack in stacks}
