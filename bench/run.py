@@ -70,15 +70,18 @@ def bench_build(scratch: Path, release: str) -> dict:
     }
 
 
-def verify_report(existing: Path | None, *args: str) -> dict:
-    """The report.json of a run that already happened (e.g. the test suite's), or of `imgbuild verify *args`."""
-    if existing:
-        return json.loads(existing.read_text())
+def verify_report(*args: str) -> dict:
+    """The report of `imgbuild verify *args`."""
     return json.loads(subprocess.run([*IMGBUILD, "verify", *args, "--json"], capture_output=True, text=True).stdout)
 
 
-def bench_verify(scratch: Path, release: str, existing: Path | None) -> dict:
-    report = verify_report(existing, "--release", release, "--reports", str(scratch / "reports"))
+def read_reports(paths: list[str], key: str, default: str) -> dict[str, dict]:
+    """report.json files of runs that already happened (e.g. the test suite's), filed by their release or stack."""
+    reports = [json.loads(Path(p).read_text()) for p in paths]
+    return {r.get(key, default): r for r in reports}
+
+
+def verify_figures(report: dict) -> dict:
     return {
         "report_dir": report.get("report_dir"),
         "stack": report.get("stack", "heartbeat"),
@@ -126,12 +129,14 @@ def stack_config(scratch: Path, stack: str, **keepalived: int) -> Path:
     return path
 
 
-def bench_faults(rounds: int, release: str, existing: Path | None, config: Path | None = None) -> dict:
+def run_faults(rounds: int, release: str, config: Path) -> dict:
     """The fault matrix `rounds` times on one booted cluster (imgbuild verify --faults --rounds)."""
     # The run's report directory (report.json, report.html, the pictures, the HA logs) is kept
     # under reports/: a failed round is read there, not guessed at.
-    chosen = ["--config", str(config)] if config else []
-    report = verify_report(existing, *chosen, "--release", release, "--faults", "--rounds", str(rounds), "--reports", "reports")
+    return verify_report("--config", str(config), "--release", release, "--faults", "--rounds", str(rounds), "--reports", "reports")
+
+
+def faults_figures(report: dict) -> dict:
     return {
         "release": report.get("release", "bookworm"),
         "stack": report.get("stack", "heartbeat"),
@@ -236,21 +241,22 @@ def main() -> None:
         elif args.which == "faults":
             given = args.given[0] if args.given else "5"
             release = (args.release or [DEFAULT_RELEASE])[0]
-            if not given.isdigit():  # reports of runs that already happened, filed by their stack
-                per_stack = {json.loads(Path(g).read_text()).get("stack", "heartbeat"): bench_faults(0, release, Path(g)) for g in args.given}
-                figures = {"release": release, "stacks": per_stack, "side_by_side": side_by_side(per_stack)}
+            if given.isdigit():
+                reports = {stack: run_faults(int(given), release, stack_config(scratch, stack)) for stack in args.stacks.split(",")}
             else:
-                stacks = args.stacks.split(",")
-                per_stack = {stack: bench_faults(int(given), release, None, stack_config(scratch, stack)) for stack in stacks}
-                figures = {"release": release, "rounds": int(given), "stacks": per_stack, "side_by_side": side_by_side(per_stack)}
+                reports = read_reports(args.given, "stack", "heartbeat")
+            per_stack = {stack: faults_figures(report) for stack, report in reports.items()}
+            figures = {"release": release, "stacks": per_stack, "side_by_side": side_by_side(per_stack)}
         elif args.which == "idle":
             figures = bench_idle(scratch, float(args.given[0]) if args.given else 10.0, args.advert_ms)
-        elif args.which == "verify" and args.given:  # reports of runs that already happened, keyed by their release
-            reports = [Path(g) for g in args.given]
-            figures = {"releases": {json.loads(r.read_text()).get("release", "bookworm"): bench_verify(scratch, "", r) for r in reports}}
+        elif args.which == "verify":
+            if args.given:
+                reports = read_reports(args.given, "release", "bookworm")
+            else:
+                reports = {r: verify_report("--release", r, "--reports", str(scratch / "reports")) for r in args.release or RELEASES}
+            figures = {"releases": {release: verify_figures(report) for release, report in reports.items()}}
         else:
-            bench = bench_build if args.which == "build" else lambda scratch, release: bench_verify(scratch, release, None)
-            figures = {"releases": {release: bench(scratch, release) for release in args.release or RELEASES}}
+            figures = {"releases": {release: bench_build(scratch, release) for release in args.release or RELEASES}}
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
     figures["measured_at"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())

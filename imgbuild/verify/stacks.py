@@ -26,7 +26,6 @@ VRRP_DUMP = ("rm -f /tmp/keepalived.data; kill -USR1 $(cat /run/keepalived.pid) 
 class Stack:
     name: str
     unit: str  # what a planned stop stops
-    director_on_standby: bool  # the standby keeps the virtual server too
 
     def director_running(self, cluster: Cluster) -> str:
         """Shell test on a balancer: its director has taken the virtual service up."""
@@ -49,7 +48,7 @@ class Stack:
         return max(2.0, 2 * 3 * cluster.keepalived.advert_ms / 1000)
 
 
-STACKS = {"heartbeat": Stack("heartbeat", "heartbeat", False), "keepalived": Stack("keepalived", "keepalived", True)}
+STACKS = {"heartbeat": Stack("heartbeat", "heartbeat"), "keepalived": Stack("keepalived", "keepalived")}
 
 
 def stack_of(cluster: Cluster) -> Stack:
