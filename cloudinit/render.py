@@ -75,9 +75,11 @@ def node_files(cluster: Cluster, node: Node, secrets: Secrets) -> list[dict]:
     def render(template: str, **extra: object) -> str:
         return env.get_template(template).render(**ctx, **extra)
 
+    # lvs-sync-watch restarts a lost sync daemon on either stack (LVSSyncDaemonSwap ensure)
+    lvs_sync = {"path": "/etc/default/lvs-sync", "mode": "0644", "content": render("lvs-sync.j2")}
     if node.role == Role.loadbalancer and cluster.ha.stack == "keepalived":
         priority = cluster.keepalived.priorities[ctx["balancers"].index(node)]
-        return [{"path": "/etc/keepalived/keepalived.conf", "mode": "0644", "content": render("keepalived.conf.j2", priority=priority)}]
+        return [{"path": "/etc/keepalived/keepalived.conf", "mode": "0644", "content": render("keepalived.conf.j2", priority=priority)}, lvs_sync]
     if node.role == Role.loadbalancer:
         return [
             {"path": "/etc/ha.d/ha.cf", "mode": "0644", "content": render("ha.cf.j2")},
@@ -86,7 +88,7 @@ def node_files(cluster: Cluster, node: Node, secrets: Secrets) -> list[dict]:
             # The table ldirectord would build, loaded by LVSDirector before ldirectord starts.
             {"path": "/etc/ha.d/ipvs.rules", "mode": "0644", "content": render("ipvs.rules.j2")},
             {"path": "/etc/ha.d/authkeys", "mode": "0600", "content": render("authkeys.j2", secret=secrets.authkeys)},
-            {"path": "/etc/default/lvs-sync", "mode": "0644", "content": render("lvs-sync.j2")},
+            lvs_sync,
         ]
     return [
         {"path": "/etc/network/interfaces.d/60-lvs-vip", "mode": "0644", "content": render("lo-vip.j2")},

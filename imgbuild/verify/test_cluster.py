@@ -199,9 +199,11 @@ def test_heartbeat_daemons(balancer_host):
 
 @pytest.mark.stack("keepalived")
 def test_keepalived_daemons(balancer_host):
-    """keepalived alone: heartbeat and the watches of its resource group stay inert (no ha.cf)."""
+    """keepalived alone: heartbeat and the watches of its resource group stay inert (no ha.cf);
+    lvs-sync-watch serves both stacks."""
     assert balancer_host.service("keepalived").is_running
-    for unit in ("heartbeat", "lvs-sync-backup", "lvs-sync-watch", "lvs-link-watch"):
+    assert balancer_host.service("lvs-sync-watch").is_running
+    for unit in ("heartbeat", "lvs-sync-backup", "lvs-link-watch"):
         assert not balancer_host.service(unit).is_running, unit
     # one journal query (local0) keeps the HA log of either stack
     assert "--log-facility=0" in balancer_host.check_output("systemctl show keepalived -p ExecStart")
@@ -567,10 +569,10 @@ SYNC_RESTORED_BOUND_S = 5.0  # lvs-sync-watch looks every 2 s
 
 
 @pytest.mark.faults
-@pytest.mark.stack("heartbeat")  # keepalived's counterpart: not written yet (issue #15)
 def test_drill_sync_daemon_lost(cluster, drills, fault_round):
     """h. The standby's connection-sync daemon stops: lvs-sync-watch notices and starts it again,
-    so the next drill's failover still carries the long download."""
+    so the next drill's failover still carries the long download (keepalived, which swaps the
+    daemons at each VRRP transition, never starts a lost one again either)."""
     standby = standby_of(cluster, active_balancer(cluster))
     backup = "ipvsadm -L --daemon | grep -q '^backup sync daemon'"
     standby.succeed(backup)

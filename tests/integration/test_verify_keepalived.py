@@ -2,8 +2,8 @@
 
 The core checks shared by both stacks run unchanged; heartbeat's own (heartbeat, ipfail,
 ldirectord, authkeys) are swapped for keepalived's (VRRP states, the virtual server on both
-balancers, its journal), and the fault matrix runs on it except the drills that are about
-heartbeat's own machinery (d: one heartbeat path; h: lvs-sync-watch).
+balancers, its journal), and the fault matrix runs on it except drill d, which cuts one of
+heartbeat's two paths: keepalived has one, the service network, and losing it is drill c.
 """
 
 from __future__ import annotations
@@ -39,4 +39,4 @@ def test_keepalived_checks_swapped_in(keepalived_report):
     assert {"test_vrrp_states", "test_virtual_server_on_both_balancers"} <= ran and not {"test_ipfail_running", "test_heartbeat_daemons"} & ran
     drills = {d["name"]: d for d in keepalived_report["drills"]}
     assert set(drills) == {"a-power-loss-active", "e-planned-stop", "f-power-loss-webserver", "b-second-failover-r1",
-                           "c-partition-active-r1", "g-hung-webserver-r1"}, set(drills)  # fmt: skip
+                           "c-partition-active-r1", "g-hung-webserver-r1", "h-sync-daemon-lost-r1"}, set(drills)  # fmt: skip

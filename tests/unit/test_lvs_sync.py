@@ -28,9 +28,12 @@ def root(tmp_path: Path) -> Path:
     (tmp_path / "run").mkdir()
     (tmp_path / "bin/ipvsadm").write_text(IPVSADM)
     (tmp_path / "bin/logger").write_text("#!/bin/sh\n")
-    for stub in ("ipvsadm", "logger"):
+    # `ip -4 -o addr show dev eth0`: the addresses in $S/addresses
+    (tmp_path / "bin/ip").write_text('#!/bin/sh\nsed "s#^#2: eth0    inet #" "$S/addresses"\n')
+    for stub in ("ipvsadm", "logger", "ip"):
         (tmp_path / "bin" / stub).chmod(0o755)
     (tmp_path / "daemons").write_text("")
+    (tmp_path / "addresses").write_text("192.168.6.2/24 brd 192.168.6.255 scope global eth0\n")
     return tmp_path
 
 
@@ -67,3 +70,20 @@ def test_a_release_leaves_only_the_backup(root: Path):
     (root / "daemons").write_text("master\n")
     assert swap(root, "master", "stop").wait(timeout=10) == 0
     assert daemons(root) == ["backup"]
+
+
+def test_ensure_on_keepalived_starts_the_master_where_the_vip_is(root: Path):
+    """keepalived writes no director file: the node that holds the VIP is the director."""
+    (root / "etc/default").mkdir(parents=True)
+    (root / "etc/default/lvs-sync").write_text("LVS_SYNC_INTERFACE=eth0\nLVS_SYNC_ID=0\nLVS_SYNC_VIP=192.168.6.24\n")
+    assert swap(root, "backup", "ensure").wait(timeout=10) == 0
+    assert daemons(root) == ["backup"]
+    (root / "daemons").write_text("")
+    # an address that begins with the VIP's digits is not the VIP
+    (root / "addresses").write_text("192.168.6.2/24 brd 192.168.6.255 scope global eth0\n192.168.6.240/24 scope global secondary eth0\n")
+    assert swap(root, "backup", "ensure").wait(timeout=10) == 0
+    assert daemons(root) == ["backup"]
+    (root / "daemons").write_text("")
+    (root / "addresses").write_text("192.168.6.2/24 brd 192.168.6.255 scope global eth0\n192.168.6.24/24 scope global secondary eth0\n")
+    assert swap(root, "backup", "ensure").wait(timeout=10) == 0
+    assert daemons(root) == ["master"]

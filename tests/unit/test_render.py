@@ -73,10 +73,12 @@ def test_options_reach_the_files(change, expect):
     assert expect in text
 
 
-def test_keepalived_stack_renders_its_own_file_only():
+def test_keepalived_stack_renders_its_own_files_only():
     cluster = model.parse({"ha": {"stack": "keepalived"}})
     files = {node.name: {f["path"]: f["content"] for f in render.node_files(cluster, node, SECRETS)} for node in cluster.nodes}
-    assert set(files["loadb1"]) == set(files["loadb2"]) == {"/etc/keepalived/keepalived.conf"}, "no heartbeat file, no secret"
+    # no heartbeat file, no secret; lvs-sync-watch's settings serve both stacks
+    assert set(files["loadb1"]) == set(files["loadb2"]) == {"/etc/keepalived/keepalived.conf", "/etc/default/lvs-sync"}
+    assert "LVS_SYNC_VIP=192.168.0.105\n" in files["loadb1"]["/etc/default/lvs-sync"]
     assert files["webserver1"] == {f["path"]: f["content"] for f in render.node_files(CLUSTER, CLUSTER.node("webserver1"), SECRETS)}
     conf = files["loadb1"]["/etc/keepalived/keepalived.conf"]
     lines = [line.strip() for line in conf.splitlines()]
