@@ -93,6 +93,9 @@ def node_files(cluster: Cluster, node: Node, secrets: Secrets) -> list[dict]:
     return [
         {"path": "/etc/network/interfaces.d/60-lvs-vip", "mode": "0644", "content": render("lo-vip.j2")},
         {"path": "/var/www/html/index.html", "mode": "0644", "content": render("index.html.j2")},
+        # Apache starts after cloud-init has written these (the image's apache2 drop-in)
+        {"path": "/etc/apache2/ports.conf", "mode": "0644", "content": render("apache-ports.j2")},
+        {"path": "/etc/apache2/sites-available/000-default.conf", "mode": "0644", "content": render("apache-site.j2")},
     ]
 
 

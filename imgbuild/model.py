@@ -345,8 +345,8 @@ class Cluster(Strict):
             raise ValueError(f"network.vip {net.vip} is also a node address")
         if net.gateway is not None and (net.gateway not in net.subnet or net.gateway in free):
             raise ValueError(f"network.gateway {net.gateway} must be a free host address of {net.subnet} (not a node's, the VIP or the network/broadcast address)")
-        if len(self.by_role(Role.loadbalancer)) != 2:
-            raise ValueError("heartbeat needs exactly two loadbalancer nodes")
+        if (balancers := len(self.by_role(Role.loadbalancer))) != 2:
+            raise ValueError(f"imgbuild supports exactly two loadbalancer nodes (an active director and its standby), not {balancers}")
         if not self.by_role(Role.webserver):
             raise ValueError("the cluster needs at least one webserver node")
         if self.pxe.server is not None and (self.pxe.server not in net.subnet or self.pxe.server in free + (net.gateway,)):

@@ -1,5 +1,6 @@
-"""A private L2 segment: a network namespace with a bridge, one tap per node and a client address,
-and a second bridge for the balancers' heartbeat link.
+"""A private L2 segment: a network namespace with a bridge, one tap per node, a client address
+(and the cluster's gateway, which the balancers ping), and a second bridge for the balancers'
+heartbeat link.
 
 Nothing of it touches the host's own network; `enter()` moves this process (and
 every QEMU, SSH and HTTP client it starts) into the namespace.
@@ -68,7 +69,7 @@ def delete(name: str) -> None:
 
 
 @contextmanager
-def segment(name: str, subnet: IPv4Network, client: IPv4Address) -> Iterator[Segment]:
+def segment(name: str, subnet: IPv4Network, client: IPv4Address, gateway: IPv4Address | None = None) -> Iterator[Segment]:
     """Create the namespace and its bridge; remove both (and the taps with them) on exit."""
     if shutil.which("ip", path="/usr/sbin:/usr/bin:/sbin:/bin") is None:
         raise UserError("`ip` not found; install iproute2")
@@ -77,7 +78,8 @@ def segment(name: str, subnet: IPv4Network, client: IPv4Address) -> Iterator[Seg
     try:
         _ip("link", "set", "lo", "up", netns=name)
         _ip("link", "add", BRIDGE, "type", "bridge", "stp_state", "0", "mcast_snooping", "0", netns=name)
-        _ip("addr", "add", f"{client}/{subnet.prefixlen}", "dev", BRIDGE, netns=name)
+        for address in (client, gateway) if gateway else (client,):
+            _ip("addr", "add", f"{address}/{subnet.prefixlen}", "dev", BRIDGE, netns=name)
         _ip("link", "set", BRIDGE, "up", netns=name)
         _ip("link", "add", LINK_BRIDGE, "type", "bridge", "stp_state", "0", "mcast_snooping", "0", netns=name)
         _ip("link", "set", LINK_BRIDGE, "up", netns=name)

@@ -44,9 +44,27 @@ def served_by(body: bytes) -> str:
     return match.group(1) if match else "?"
 
 
-def spread(url: str, count: int, timeout: float = 2.0) -> Counter[str | None]:
-    """Answering server of `count` sequential requests (None counts failures)."""
-    return Counter(who_answers(url, timeout) for _ in range(count))
+def held(host: str, port: int, path: str, count: int, timeout: float = 2.0) -> list[str | None]:
+    """The servers answering `count` HTTP/1.1 connections opened one after another and all held
+    open until the last has answered (None: failed): a scheduler by active connections sees
+    every earlier one while it places the next."""
+    connections: list[http.client.HTTPConnection] = []
+    answers: list[str | None] = []
+    try:
+        for _ in range(count):
+            connection = http.client.HTTPConnection(host, port, timeout=timeout)
+            connections.append(connection)
+            try:
+                connection.request("GET", path)
+                response = connection.getresponse()
+                body = response.read()
+                answers.append(served_by(body) if response.status == 200 else None)
+            except (OSError, http.client.HTTPException):
+                answers.append(None)
+    finally:
+        for connection in connections:
+            connection.close()
+    return answers
 
 
 # -- what was recorded, and what it means -------------------------------------------------------

@@ -103,7 +103,7 @@ def running(
     client = cluster.free_address()  # where the checks run from
     name = f"{netns.PREFIX}{os.getpid()}"
     with ExitStack() as stack:
-        segment = stack.enter_context(netns.segment(name, cluster.network.subnet, client))
+        segment = stack.enter_context(netns.segment(name, cluster.network.subnet, client, cluster.network.gateway))
         stack.enter_context(netns.entered(name))
         machines: dict[str, Machine] = {}
         stack.callback(lambda: [m.cleanup() for m in machines.values()])

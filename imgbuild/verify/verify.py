@@ -84,7 +84,8 @@ def verify(
     if _kept_path(cluster).exists():
         raise UserError(f"a kept {cluster.name} cluster is still running; remove it with `imgbuild verify --down`")
     prepare(cluster, images, seeds)
-    report_dir = output_dir(reports) / time.strftime("verify-%Y%m%d-%H%M%S")
+    # absolute: the kept record and the QEMU command lines name it (`verify --down` checks both)
+    report_dir = output_dir(reports).absolute() / time.strftime("verify-%Y%m%d-%H%M%S")
     report_dir.mkdir()
     ssh_key, _ = state.admin_key(cluster.name)
     report: dict[str, Any] = {"release": cluster.build.release, "stack": cluster.ha.stack, "accel": chosen, "accel_reason": reason, "report_dir": str(report_dir), "faults": faults, "rounds": rounds}

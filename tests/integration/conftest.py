@@ -43,6 +43,14 @@ def run_verify(images: Path, seeds: Path, reports: Path, test_env: dict[str, str
     return report
 
 
+def assert_verified(report: dict, skipped: set[str]) -> None:
+    """verify passed: every check passed but the skipped ones named (each skip says why in its detail)."""
+    failed = [c for c in report["checks"] if c["outcome"] not in ("passed", "skipped")]
+    assert report["_exit"] == 0 and not failed, json.dumps(failed, indent=1) + report["_stderr"]
+    skips = {c["check"].split("[")[0]: c["detail"] for c in report["checks"] if c["outcome"] == "skipped"}
+    assert set(skips) == skipped, skips
+
+
 @pytest.fixture(scope="session")
 def work() -> Path:
     """Where integration tests keep images, seeds and state; reused across runs so builds can hit the cache."""
