@@ -15,6 +15,16 @@ def elements_dir() -> Path:
     return Path(str(resources.files("imgbuild.elements")))
 
 
+# The web server image's ARP sysctls: the element writes this file, verify expects its values.
+ARP_SYSCTLS_FILE = "imgbuild-webserver/static/etc/sysctl.d/60-imgbuild-lvs-dr.conf"
+
+
+def arp_sysctls() -> dict[str, int]:
+    """key -> value of the web server image's ARP sysctls, read from its element."""
+    lines = (elements_dir() / ARP_SYSCTLS_FILE).read_text().splitlines()
+    return {key.strip(): int(value) for line in lines if line.strip() and not line.startswith("#") for key, value in [line.split("=")]}
+
+
 def role_elements(role: Role) -> list[str]:
     """The elements passed to disk-image-create: the OS, then our role element (it pulls in the rest)."""
     return [OS_ELEMENT, f"imgbuild-{role.value}"]

@@ -21,7 +21,7 @@ from collections import Counter
 
 import pytest
 
-from imgbuild.builder.elements import elements_dir
+from imgbuild.builder.elements import arp_sysctls
 from imgbuild.model import Role, ipvs_modules
 from imgbuild.verify.client import failures_after, held, who_answers
 from imgbuild.verify.drill import Drill, drill, until
@@ -38,13 +38,6 @@ PLANNED_STOP_BOUND_S = 1.0
 # to 0.76 s on a slow one (cluster ready in 90 s instead of 50 s); the drills allow 1 s, which
 # with the defaults (1 + 1) is the 3 s for a dead server.
 CHECK_ROUND_S = 1.0
-# The web server image's ARP sysctls, read from the element that sets them.
-ARP_SYSCTLS_FILE = "imgbuild-webserver/static/etc/sysctl.d/60-imgbuild-lvs-dr.conf"
-
-
-def arp_sysctls() -> dict[str, int]:
-    lines = (elements_dir() / ARP_SYSCTLS_FILE).read_text().splitlines()
-    return {key.strip(): int(value) for line in lines if line.strip() and not line.startswith("#") for key, value in [line.split("=")]}
 
 
 # Traffic before a balancer fault that the long download must survive. The master sync daemon

@@ -11,6 +11,7 @@ import time
 import pytest
 
 from imgbuild.builder import imagefs
+from imgbuild.builder.elements import ARP_SYSCTLS_FILE, arp_sysctls, elements_dir
 from imgbuild.model import ipvs_modules
 
 from conftest import IMGBUILD, run_imgbuild
@@ -63,10 +64,11 @@ def test_webserver_contents(images):
     packages = imagefs.packages(image)
     assert "apache2" in packages and not {"heartbeat", "ldirectord", "ipvsadm"} & set(packages)
     assert "Test Page" in imagefs.read_text(image, "/var/www/html/ldirector.html")
+    # the ARP sysctls the checks expect (verify reads the same element file), in the image as written
     sysctls = imagefs.read_text(image, "/etc/sysctl.d/60-imgbuild-lvs-dr.conf")
-    for line in ("net.ipv4.conf.all.arp_ignore = 1", "net.ipv4.conf.eth0.arp_ignore = 1",
-                 "net.ipv4.conf.all.arp_announce = 2", "net.ipv4.conf.eth0.arp_announce = 2"):  # fmt: skip
-        assert line in sysctls
+    assert sysctls == (elements_dir() / ARP_SYSCTLS_FILE).read_text()
+    assert arp_sysctls() == {"net.ipv4.conf.all.arp_ignore": 1, "net.ipv4.conf.all.arp_announce": 2}
+    assert "After=cloud-init.service" in imagefs.read_text(image, "/etc/systemd/system/apache2.service.d/10-imgbuild.conf")
 
 
 @pytest.mark.parametrize("role", ["loadbalancer", "webserver"])

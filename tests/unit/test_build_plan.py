@@ -93,3 +93,8 @@ def test_each_release_has_its_own_images_cache_and_key():
     assert cache.image_key(Role.webserver, trixie, MIRRORS, "3.43.0") != cache.image_key(Role.webserver, bookworm, MIRRORS, "3.43.0")
     assert dib.environment(trixie, MIRRORS, Path("c"), Path("t"))["DIB_RELEASE"] == "trixie"
     assert openstack.image_properties("qcow2", 1, "trixie", OpenStack())["properties"]["os_version"] == "13"
+
+
+def test_arp_sysctls_come_from_the_web_server_element():
+    """verify's expectation and the image share one file; `all` only, so any interface name works."""
+    assert elements.arp_sysctls() == {"net.ipv4.conf.all.arp_ignore": 1, "net.ipv4.conf.all.arp_announce": 2}
