@@ -43,8 +43,8 @@ CHECK_ROUND_S = 1.0
 # Traffic before a balancer fault that the long download must survive. The master sync daemon
 # sends a partly filled buffer once it is 2 s old, and looks every second (the kernel's
 # IPVS_SYNC_FLUSH_TIME and IPVS_SYNC_CHECK_PERIOD): a connection can reach the standby up to
-# 3 s after it opened. With 1.5 s, the download of one partition round of five (keepalived)
-# was not on the standby yet and was reset at the takeover.
+# 3 s after it opened. (keepalived's partition drill still lost the download in one round of
+# five with this: see the README's notes.)
 SYNCED_S = 3.5
 
 # LVSDirector's make-before-break release, still waiting for a peer to take the VIP over.
