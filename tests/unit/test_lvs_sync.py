@@ -46,13 +46,17 @@ def daemons(root: Path) -> list[str]:
     return sorted((root / "daemons").read_text().split())
 
 
-def test_ensure_starts_backup_on_a_standby_and_master_on_the_director(root: Path):
-    assert swap(root, "backup", "ensure").wait(timeout=10) == 0
-    assert daemons(root) == ["backup"]
+def ensure_from_none(root: Path) -> list[str]:
+    """The watch's ensure on a node where no sync daemon runs: the daemons it leaves."""
     (root / "daemons").write_text("")
-    (root / "run/imgbuild-lvsdirector").write_text("spec cf\n")
     assert swap(root, "backup", "ensure").wait(timeout=10) == 0
-    assert daemons(root) == ["master"]
+    return daemons(root)
+
+
+def test_ensure_starts_backup_on_a_standby_and_master_on_the_director(root: Path):
+    assert ensure_from_none(root) == ["backup"]
+    (root / "run/imgbuild-lvsdirector").write_text("spec cf\n")
+    assert ensure_from_none(root) == ["master"]
 
 
 def test_a_takeover_and_the_watch_leave_only_the_master(root: Path):
@@ -76,14 +80,9 @@ def test_ensure_on_keepalived_starts_the_master_where_the_vip_is(root: Path):
     """keepalived writes no director file: the node that holds the VIP is the director."""
     (root / "etc/default").mkdir(parents=True)
     (root / "etc/default/lvs-sync").write_text("LVS_SYNC_INTERFACE=eth0\nLVS_SYNC_ID=0\nLVS_SYNC_VIP=192.168.6.24\n")
-    assert swap(root, "backup", "ensure").wait(timeout=10) == 0
-    assert daemons(root) == ["backup"]
-    (root / "daemons").write_text("")
+    assert ensure_from_none(root) == ["backup"]
     # an address that begins with the VIP's digits is not the VIP
     (root / "addresses").write_text("192.168.6.2/24 brd 192.168.6.255 scope global eth0\n192.168.6.240/24 scope global secondary eth0\n")
-    assert swap(root, "backup", "ensure").wait(timeout=10) == 0
-    assert daemons(root) == ["backup"]
-    (root / "daemons").write_text("")
+    assert ensure_from_none(root) == ["backup"]
     (root / "addresses").write_text("192.168.6.2/24 brd 192.168.6.255 scope global eth0\n192.168.6.24/24 scope global secondary eth0\n")
-    assert swap(root, "backup", "ensure").wait(timeout=10) == 0
-    assert daemons(root) == ["master"]
+    assert ensure_from_none(root) == ["master"]
