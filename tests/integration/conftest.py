@@ -14,8 +14,7 @@ import pytest
 from imgbuild.model import Cluster
 
 REPO = Path(__file__).resolve().parents[2]
-# The console script, not `python -m`: that would put the checkout on sys.path, where the
-# top-level qemu/ folder shadows the qemu.qmp library.
+# The installed console script, as an operator runs it (`python -m imgbuild` works too).
 IMGBUILD = [str(Path(sys.executable).parent / "imgbuild")]
 
 
