@@ -22,5 +22,5 @@ def for_cluster(cluster: Cluster) -> Secrets:
 def warnings(cluster: Cluster) -> list[str]:
     """Choices that work but that an operator should know are weak."""
     if cluster.heartbeat.auth_method == "md5":
-        return ["heartbeat.auth_method md5 (the seed's choice) is weak; sha1 is the default"]
+        return ["heartbeat.auth_method md5 (the reference cluster's choice) is weak; sha1 is the default"]
     return []

@@ -17,7 +17,7 @@ from imgbuild.errors import UsageError, UserError
 
 app = typer.Typer(no_args_is_help=True, add_completion=False, help=__doc__)
 
-ConfigOpt = Annotated[Optional[Path], typer.Option("--config", "-c", help="cluster description (TOML); the seed's cluster when omitted")]
+ConfigOpt = Annotated[Optional[Path], typer.Option("--config", "-c", help="cluster description (TOML); the reference cluster when omitted")]
 JsonOpt = Annotated[bool, typer.Option("--json", help="print machine-readable JSON on stdout")]
 OutputOpt = Annotated[Path, typer.Option("--output", "-o", help="directory of the role images")]
 DEFAULT_OUTPUT = Path("images")
@@ -48,7 +48,7 @@ def init(
     path: Annotated[Path, typer.Argument(help="file to write")] = Path("cluster.toml"),
     force: Annotated[bool, typer.Option("--force", help="overwrite an existing file")] = False,
 ) -> None:
-    """Write the seed's cluster as a commented description to edit."""
+    """Write the reference cluster as a commented description to edit."""
     if path.exists() and not force:
         raise UserError(f"{path} exists; pass --force to overwrite it")
     path.write_text(configfile.render(model.Cluster()))

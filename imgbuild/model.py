@@ -1,6 +1,6 @@
 """The cluster description: one typed, validated model that drives every step.
 
-The seed's cluster (four nodes, VIP 192.168.0.105) is the default, so every
+The reference cluster (four nodes, VIP 192.168.0.105) is the default, so every
 command works without a file.
 """
 
@@ -148,7 +148,7 @@ class Network(Strict):
 
 
 class Balancer(Strict):
-    """ldirectord's virtual service (the seed's ldirectord.cf)."""
+    """ldirectord's virtual service (the reference cluster's ldirectord.cf)."""
 
     port: int = Field(80, ge=1, le=65535)
     scheduler: Literal[ALL_SCHEDULERS] = Field("rr", description="IPVS scheduler; twos needs trixie")  # type: ignore[valid-type]
@@ -156,12 +156,12 @@ class Balancer(Strict):
     # ldirectord cuts its config lines at '#' and matches `receive` as a Perl regex: plain words only.
     check_receive: str = Field("Test Page", min_length=1, max_length=64, pattern=r"^[A-Za-z0-9 _,:;!'-]+$")
     # A dead or hung web server is out of rotation after check_interval + check_timeout and one
-    # round of the other servers' checks (the seed's 2 + 10 left one failing new connections for
+    # round of the other servers' checks (the reference cluster's 2 + 10 left one failing new connections for
     # 12 s). A check of a live server takes 30-80 ms under emulation once ldirectord has loaded
     # LWP's modules (LVSDirector preloads them; the first check used to take over a second).
     check_interval: int = Field(1, ge=1, le=3600, description="seconds between checks")
     check_timeout: int = Field(1, ge=1, le=3600, description="seconds a check may take")
-    # quiescent=yes (the seed's) keeps a dead server in the table with weight 0, and IPVS reused
+    # quiescent=yes (the reference cluster's) keeps a dead server in the table with weight 0, and IPVS reused
     # its connection entries for clients' recycled ports: new connections failed for 35 s and more.
     quiescent: bool = False
     persistence: int | None = Field(None, ge=1, le=86400, description="sticky seconds")
@@ -224,7 +224,7 @@ class Ha(Strict):
     configures one and the other stays inert."""
 
     stack: Literal["heartbeat", "keepalived"] = Field(
-        "heartbeat", description="heartbeat: the seed's heartbeat v1 + ldirectord; keepalived: VRRP and its own health checks"
+        "heartbeat", description="heartbeat: the reference cluster's heartbeat v1 + ldirectord; keepalived: VRRP and its own health checks"
     )
 
 
@@ -470,7 +470,7 @@ def parse(data: dict, source: str = "config") -> Cluster:
 
 
 def load(path: Path | None) -> Cluster:
-    """The cluster from a TOML file, or the seed's cluster when no file is given."""
+    """The cluster from a TOML file, or the reference cluster when no file is given."""
     if path is None:
         return Cluster()
     if not str(path) or path.is_dir():
@@ -493,5 +493,5 @@ def load(path: Path | None) -> Cluster:
     except RecursionError:
         raise ConfigError(f"{path}: nested deeper than {MAX_NESTING} levels") from None
     if not data:
-        raise ConfigError(f"{path}: holds no settings; omit --config for the seed's cluster, or write one with `imgbuild init`")
+        raise ConfigError(f"{path}: holds no settings; omit --config for the reference cluster, or write one with `imgbuild init`")
     return parse(data, str(path))
