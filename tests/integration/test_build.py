@@ -128,11 +128,17 @@ def test_interrupted_build_leaves_previous_output_and_no_loop_devices(images, te
 
 
 @pytest.mark.parametrize(
-    ("args", "message"),
-    [(["--role", "database"], "unknown role 'database'"), (["--config", "/nonexistent.toml"], "imgbuild init")],
+    ("args", "line"),
+    [
+        (["--role", "database"], "error: unknown role 'database'; choose loadbalancer or webserver"),
+        (["--config", "/nonexistent.toml"],
+         "error: /nonexistent.toml: no such file; write one with `imgbuild init /nonexistent.toml`"),
+    ],
 )
-def test_user_errors_are_one_line(args, message, test_env, tmp_path):
+def test_user_errors_are_one_line(args, line, test_env, tmp_path):
+    """A mistake the user can fix (here a usage and a config error, exit 2): stderr is one line saying
+    what is wrong and how to fix it, with no detail, usage block or traceback, and nothing is built.
+    Errors with a detail (a log's tail) print it before this line (imgbuild.cli.user_errors)."""
     result = run_imgbuild("build", "--output", str(tmp_path), *args, env=test_env)
-    assert result.returncode != 0 and "Traceback" not in result.stderr
-    errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]
-    assert len(errors) == 1 and message in errors[0] and result.stderr.strip().endswith(errors[0]), result.stderr
+    assert (result.returncode, result.stderr, result.stdout) == (2, line + "\n", ""), result.stderr
+    assert not any(tmp_path.iterdir())

@@ -6,6 +6,8 @@ from __future__ import annotations
 import math
 import socket
 
+import pytest
+
 from imgbuild.verify.client import _get, failure_windows, failures_after, figures, outage
 
 
@@ -35,6 +37,40 @@ def test_separate_windows_and_the_first_is_the_outage():
 def test_no_recovery_is_an_infinite_outage():
     assert failure_windows(probe("..xx")) == [(0.1, math.inf)]
     assert outage(probe("..xx")) == math.inf
+
+
+@pytest.mark.parametrize(("pattern", "windows"), [
+    ("x", [(0.0, math.inf)]),
+    (".x.", [(0.05, 0.1)]),  # one failed request: one step of outage
+    ("xx..", [(0.0, 0.1)]),  # failing from the first request on: counted from it
+    ("...x", [(0.15, math.inf)]),  # only the last failed: no recovery seen
+    ("x.x.x", [(0.0, 0.05), (0.1, 0.15), (0.2, math.inf)]),
+    ("x.xx...xxx.", [(0.0, 0.05), (0.1, 0.2), (0.35, 0.5)]),
+])  # fmt: skip
+def test_windows_and_outage_of_a_series(pattern: str, windows: list[tuple[float, float]]):
+    """Each failure window, from its first failed request's start to the next success's start;
+    the outage is the first window's length, the total every window's."""
+    rows = probe(pattern)
+    assert [edge for w in failure_windows(rows) for edge in w] == pytest.approx([edge for w in windows for edge in w])
+    assert outage(rows) == pytest.approx(windows[0][1] - windows[0][0])
+    seen = figures(rows, [], broken=0, download_error=None, since=0.0)
+    assert seen.windows == len(windows) and seen.failed == pattern.count("x") and seen.total == len(pattern)
+    assert seen.outage_total_s == pytest.approx(sum(end - start for start, end in windows))
+
+
+def test_outage_is_time_between_request_starts_not_a_count_of_failures():
+    """A client that stalled between requests: the outage is the clock's, however few requests failed."""
+    rows = [(0.0, 0.01, True, "web1", "new"), (1.0, 0.25, False, None, "new"), (1.05, 0.25, False, None, "new"),
+            (2.5, 0.01, True, "web2", "new"), (2.55, 0.25, False, None, "new"),
+            (4.0, 0.01, True, "web1", "new")]  # fmt: skip
+    assert outage(rows) == pytest.approx(1.5)
+    assert figures(rows, [], broken=0, download_error=None, since=0.0).outage_total_s == pytest.approx(1.5 + 1.45)
+
+
+def test_outage_of_another_channel():
+    rows = probe("....") + probe(".xx.", channel="keepalive-2")
+    assert outage(rows) == 0.0
+    assert outage(rows, channel="keepalive-2") == pytest.approx(0.1)
 
 
 def test_rows_in_any_order_and_other_channels_ignored():

@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from imgbuild.builder import openstack, pxe, wholedisk
+from imgbuild.errors import ConfigError
 from imgbuild.model import Cluster, OpenStack, parse
 
 MIB = 1 << 20
@@ -88,6 +89,6 @@ def test_pxe_configs_carry_node_identity_root_and_seed_urls():
 
 
 def test_pxe_server_must_be_a_free_subnet_address():
-    with pytest.raises(Exception, match="pxe.server"):
+    with pytest.raises(ConfigError, match=r"^config: pxe\.server 192\.168\.0\.101 must be a free host address"):
         parse({"pxe": {"server": "192.168.0.101"}})
     assert str(parse({"pxe": {"server": "192.168.0.2"}}).pxe_server()) == "192.168.0.2"

@@ -12,6 +12,8 @@ from pathlib import Path
 
 import pytest
 
+from shellstubs import calls, stub_env, write_stubs
+
 SCRIPT = Path(__file__).parents[2] / "elements/imgbuild-loadbalancer/static/usr/lib/imgbuild/lvs-link-watch"
 HA_CF = "keepalive 50ms\ndeadtime 300ms\nbcast eth0 eth1\nauto_failback off\n"
 DEADTIME_S = 0.3
@@ -37,7 +39,7 @@ class Watch:
     def __init__(self, root: Path) -> None:
         self.root = root
         os.mkfifo(root / "events")
-        env = {**os.environ, "PATH": f"{root / 'bin'}:{os.environ['PATH']}", "S": str(root), "IMGBUILD_ROOT": str(root)}
+        env = stub_env(root, IMGBUILD_ROOT=str(root))
         self.process = subprocess.Popen([str(SCRIPT)], env=env, start_new_session=True)
         self.events = open(root / "events", "w")  # noqa: SIM115 - open for the watch's lifetime
 
@@ -48,8 +50,7 @@ class Watch:
         self.events.flush()
 
     def calls(self) -> list[str]:
-        path = self.root / "calls"
-        return path.read_text().splitlines() if path.exists() else []
+        return calls(self.root)
 
     def wait_for(self, call: str, timeout: float = 5.0) -> None:
         deadline = time.monotonic() + timeout
@@ -67,10 +68,7 @@ class Watch:
 def watch(tmp_path: Path) -> Iterator[Watch]:
     for rel in ("bin", "etc/ha.d/resource.d", "run", "sys/class/net/eth0", "sys/class/net/eth1"):
         (tmp_path / rel).mkdir(parents=True)
-    for name, body in STUBS.items():
-        path = tmp_path / name
-        path.write_text(f'#!/bin/sh\necho "{path.name} $*" >> "$S/calls"\n{body}\n')
-        path.chmod(0o755)
+    write_stubs(tmp_path, STUBS)
     (tmp_path / "etc/ha.d/ha.cf").write_text(HA_CF)
     (tmp_path / "run/imgbuild-lvsdirector").write_text(STATE + "\n")
     (tmp_path / "heartbeat-active").touch()

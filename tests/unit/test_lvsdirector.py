@@ -3,12 +3,13 @@ make-before-break stop (the VIP and the table stay until another node answers fo
 
 from __future__ import annotations
 
-import os
 import subprocess
 import time
 from pathlib import Path
 
 import pytest
+
+from shellstubs import calls, stub_env, write_stubs
 
 SCRIPT = Path(__file__).parents[2] / "elements/imgbuild-loadbalancer/static/etc/ha.d/resource.d/LVSDirector"
 SPEC = "192.168.0.105/24/eth0/192.168.0.255"
@@ -44,30 +45,23 @@ esac
 
 @pytest.fixture
 def root(tmp_path: Path) -> Path:
-    bin_dir = tmp_path / "bin"
     for rel in ("bin", "proc/net", "etc/ha.d/resource.d", "usr/libexec/heartbeat", "var/run", "run"):
         (tmp_path / rel).mkdir(parents=True)
     # ldirectord daemonizes: its pid in the pidfile, its command line in (the scratch) /proc
     ldirectord = ('echo "PERL5OPT=$PERL5OPT" >> "$S/calls"; echo $$ > "$S/var/run/ldirectord.ldirectord.cf.pid"; '
                   'mkdir -p "$S/proc/$$"; printf "/usr/bin/perl\\0/usr/sbin/ldirectord" > "$S/proc/$$/cmdline"')
-    stubs = {**STUBS, "etc/ha.d/resource.d/LVSSyncDaemonSwap": "", "etc/ha.d/resource.d/ldirectord": ldirectord, "usr/libexec/heartbeat/send_arp": ""}
-    for name, body in stubs.items():
-        path = tmp_path / name if "/" in name else bin_dir / name
-        path.write_text(f'#!/bin/sh\necho "{path.name} $*" >> "$S/calls"\n{body}\n')
-        path.chmod(0o755)
+    resources = {"LVSSyncDaemonSwap": "", "ldirectord": ldirectord}
+    write_stubs(tmp_path, {**STUBS, **{f"etc/ha.d/resource.d/{name}": body for name, body in resources.items()},
+                           "usr/libexec/heartbeat/send_arp": ""})  # fmt: skip
     (tmp_path / "etc/ha.d/ipvs.rules").write_text(f"{SERVICE}\n-a -t 192.168.0.105:80 -r 192.168.0.110:80 -g -w 1\n")
     return tmp_path
 
 
 def run(root: Path, action: str, **extra: str) -> str:
-    env = {**os.environ, "PATH": f"{root / 'bin'}:{os.environ['PATH']}", "S": str(root), "LVSDIRECTOR_ROOT": str(root), **extra}
+    env = stub_env(root, LVSDIRECTOR_ROOT=str(root), **extra)
     result = subprocess.run([str(SCRIPT), SPEC, "ldirectord.cf", action], env=env, capture_output=True, text=True, timeout=10)
     assert result.returncode == 0, result.stderr
     return result.stdout
-
-
-def calls(root: Path) -> list[str]:
-    return (root / "calls").read_text().splitlines() if (root / "calls").exists() else []
 
 
 def test_start_moves_the_vip_before_the_slow_parts(root: Path) -> None:
