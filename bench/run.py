@@ -17,7 +17,6 @@ import os
 import re
 import statistics
 import shutil
-import subprocess
 import sys
 import tempfile
 import time
@@ -26,6 +25,7 @@ from pathlib import Path
 from imgbuild import state
 from imgbuild.builder import mirror, preflight
 from imgbuild.model import RELEASES, Cluster, Role
+from imgbuild.run import failure, run
 
 RESULTS = Path(__file__).parent / "results"
 IMGBUILD = [str(Path(sys.executable).parent / "imgbuild")]
@@ -34,9 +34,12 @@ PLAIN_PACKAGES = "heartbeat,ldirectord,ipvsadm,apache2,cloud-init,ifupdown"
 
 
 def timed(cmd: list[str], env: dict[str, str], log: Path) -> float:
+    """Seconds cmd took; its output goes to log (and a failure names it)."""
     started = time.monotonic()
-    with log.open("w") as out:
-        subprocess.run(cmd, env=env, stdout=out, stderr=subprocess.STDOUT, check=True)
+    done = run(cmd, env=env, text=True, check=False)
+    log.write_text(done.stdout + done.stderr)
+    if done.returncode != 0:
+        raise failure(cmd, done.returncode, done.stderr, log_path=log)
     return round(time.monotonic() - started, 1)
 
 
@@ -72,7 +75,7 @@ def bench_build(scratch: Path, release: str) -> dict:
 
 def verify_report(*args: str) -> dict:
     """The report of `imgbuild verify *args`."""
-    return json.loads(subprocess.run([*IMGBUILD, "verify", *args, "--json"], capture_output=True, text=True).stdout)
+    return json.loads(run([*IMGBUILD, "verify", *args, "--json"], text=True, check=False).stdout)
 
 
 def read_reports(paths: list[str], key: str, default: str) -> dict[str, dict]:
@@ -179,15 +182,15 @@ def bench_idle(scratch: Path, minutes: float, advert_ms: int) -> dict:
     """keepalived's cluster left alone for `minutes`: every VRRP state change after it was ready
     (a backup that became master while the master ran is a false failover)."""
     config = stack_config(scratch, "keepalived", advert_ms=advert_ms)
-    boot = subprocess.run([*IMGBUILD, "verify", "--config", str(config), "--keep", "-k", "vrrp_states", "--reports", str(scratch / "reports"), "--json"],
-                          capture_output=True, text=True)  # fmt: skip
+    boot = run([*IMGBUILD, "verify", "--config", str(config), "--keep", "-k", "vrrp_states", "--reports", str(scratch / "reports"), "--json"],
+               text=True, check=False)  # fmt: skip
     try:
         report = json.loads(boot.stdout)
         assert report["exit_code"] == 0, report["checks"]
         ssh, nodes = kept_ssh(Cluster())
 
         def on(node: str, command: str) -> str:
-            return subprocess.run([*ssh, nodes[node], command], capture_output=True, text=True, check=True).stdout
+            return run([*ssh, nodes[node], command], text=True).stdout
 
         balancers = [n.name for n in Cluster().by_role(Role.loadbalancer)]
         started = {name: float(on(name, "date +%s.%N")) for name in balancers}  # each node's own clock
@@ -197,7 +200,7 @@ def bench_idle(scratch: Path, minutes: float, advert_ms: int) -> dict:
             log = on(name, "sudo journalctl -b -o short-unix --no-pager SYSLOG_FACILITY=16").splitlines()
             transitions[name] = [line for line in log if re.search(r"Entering \w+ STATE|advertisement timeout", line) and float(line.split()[0]) > started[name]]
     finally:
-        subprocess.run([*IMGBUILD, "verify", "--config", str(config), "--down"], capture_output=True)
+        run([*IMGBUILD, "verify", "--config", str(config), "--down"], check=False)
     return {
         "advert_ms": advert_ms,
         "idle_minutes": minutes,

@@ -22,7 +22,7 @@ from imgbuild.builder.mirror import Mirrors
 from imgbuild.builder.openstack import image_properties
 from imgbuild.model import Build, Cluster, OpenStack, Role
 from imgbuild.publish import output_dir, publish_dir
-from imgbuild.run import run
+from imgbuild.run import logging_to, run
 
 MANIFEST = "manifest.json"
 # Every artefact kind and its file suffix; "qcow2"/"raw" are the bare root filesystem (direct
@@ -154,46 +154,48 @@ def build_role(
     mirror.check_reachable(mirrors, build.release)
 
     log = output / f"{role.value}.build.log"
+    log.write_text("")  # this build's: dib's output and every command imgbuild runs for it
     work = Path(tempfile.mkdtemp(prefix=f".{role.value}.", suffix=".tmp", dir=output))
     started = time.monotonic()
     try:
-        stem = work / "dib" / role.value
-        stem.parent.mkdir()
-        # A directory of this build's own, so that anything a killed dib leaves behind can be released.
-        (work / "tmp").mkdir()
-        env = dib.environment(build, mirrors, dib_cache_dir(role, build, mirrors), work / "tmp")
-        dib.run(dib.command(role, build, stem), env, log, on_phase)
-        on_phase("assembling whole disk")
-        assembly_started = time.monotonic()
-        disk_bytes = _whole_disk(stem, build, work / "disk")
-        assembly_seconds = round(time.monotonic() - assembly_started, 1)
-        on_phase("writing manifest")
-        packages = imagefs.packages(stem.with_suffix(".raw"))
-        final = work / role.value
-        final.mkdir()
-        artefacts = _collect(stem, final, role, build)
-        for kind in artefacts:
-            if kind.startswith("disk-"):
-                artefacts[kind]["virtual_bytes"] = disk_bytes
-        manifest = {
-            "role": role.value,
-            "cache_key": key,
-            "built_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-            "build_seconds": round(time.monotonic() - started, 1),
-            "disk_assembly_seconds": assembly_seconds,
-            "diskimage_builder": dib.dib_version(),
-            "elements": role_elements(role),
-            "release": build.release,
-            "kernel_flavour": build.kernel,
-            "mirrors": {"main": mirrors.main, "security": mirrors.security},
-            "artefacts": artefacts,
-            "packages": packages,
-        }
-        manifest["openstack"] = _openstack(manifest, openstack)
-        _write_manifest(final, manifest)
-        shutil.rmtree(work / "dib")
-        publish_dir(final, role_dir(output, role))
-        return Result(manifest, cached=False, log=log)
+        with logging_to(log):
+            stem = work / "dib" / role.value
+            stem.parent.mkdir()
+            # A directory of this build's own, so that anything a killed dib leaves behind can be released.
+            (work / "tmp").mkdir()
+            env = dib.environment(build, mirrors, dib_cache_dir(role, build, mirrors), work / "tmp")
+            dib.run(dib.command(role, build, stem), env, log, on_phase)
+            on_phase("assembling whole disk")
+            assembly_started = time.monotonic()
+            disk_bytes = _whole_disk(stem, build, work / "disk")
+            assembly_seconds = round(time.monotonic() - assembly_started, 1)
+            on_phase("writing manifest")
+            packages = imagefs.packages(stem.with_suffix(".raw"))
+            final = work / role.value
+            final.mkdir()
+            artefacts = _collect(stem, final, role, build)
+            for kind in artefacts:
+                if kind.startswith("disk-"):
+                    artefacts[kind]["virtual_bytes"] = disk_bytes
+            manifest = {
+                "role": role.value,
+                "cache_key": key,
+                "built_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+                "build_seconds": round(time.monotonic() - started, 1),
+                "disk_assembly_seconds": assembly_seconds,
+                "diskimage_builder": dib.dib_version(),
+                "elements": role_elements(role),
+                "release": build.release,
+                "kernel_flavour": build.kernel,
+                "mirrors": {"main": mirrors.main, "security": mirrors.security},
+                "artefacts": artefacts,
+                "packages": packages,
+            }
+            manifest["openstack"] = _openstack(manifest, openstack)
+            _write_manifest(final, manifest)
+            shutil.rmtree(work / "dib")
+            publish_dir(final, role_dir(output, role))
+            return Result(manifest, cached=False, log=log)
     finally:
         shutil.rmtree(work, ignore_errors=True)
 

@@ -89,9 +89,9 @@ def release(root: Path) -> None:
 
 
 def run(cmd: list[str], env: dict[str, str], log_path: Path, on_phase: Callable[[str], None]) -> None:
-    """Run disk-image-create in env's TMP_DIR; the full output goes to log_path, its phases to on_phase."""
+    """Run disk-image-create in env's TMP_DIR; the full output is appended to log_path, its phases go to on_phase."""
     tail: deque[str] = deque(maxlen=25)
-    with log_path.open("w") as log:
+    with log_path.open("a") as log:
         log.write("$ " + " ".join(cmd) + "\n")
         log.flush()
         proc = start(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, errors="replace", start_new_session=True)

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
 
-from imgbuild.run import CommandFailed, run, start
+from imgbuild.run import CommandFailed, logging_to, run, start
 
 
 def test_success_returns_the_output():
@@ -41,3 +42,18 @@ def test_a_long_command_is_shortened():
     with pytest.raises(CommandFailed) as err:
         run(["sh", "-c", "exit 1", *["argument"] * 50])
     assert len(str(err.value)) < 250
+
+
+def test_commands_in_a_logging_context_are_logged_and_failures_name_the_log(tmp_path: Path):
+    log = tmp_path / "commands.log"
+    with logging_to(log):
+        run(["true"])
+        start(["sleep", "0"]).wait()
+        with pytest.raises(CommandFailed, match=rf"exit 3\): last words; full log: {log}$"):
+            run(["sh", "-c", "echo first >&2; echo last words >&2; exit 3"])
+    run(["echo", "outside"])  # after the context: not logged
+    said = [re.sub(r"^\[imgbuild \d\d:\d\d:\d\d\] ", "", line) for line in log.read_text().splitlines()]
+    assert re.fullmatch(r"\$ true: exit 0 in \d+\.\d\d s", said[0]), said
+    assert re.fullmatch(r"\$ sleep 0 &: started, pid \d+", said[1]), said
+    assert re.fullmatch(r"\$ sh -c '.*': exit 3 in \d+\.\d\d s", said[2]) and said[3:] == ["  first", "  last words"], said
+    assert "outside" not in log.read_text()
