@@ -22,41 +22,14 @@ from imgbuild.builder.mirror import Mirrors
 from imgbuild.builder.openstack import image_properties
 from imgbuild.model import Build, Cluster, OpenStack, Role
 from imgbuild.publish import output_dir, publish_dir
+from imgbuild.paths import MANIFEST, SUFFIX, build_log, release_dir, role_dir
 from imgbuild.run import logging_to, run
-
-MANIFEST = "manifest.json"
-# Every artefact kind and its file suffix; "qcow2"/"raw" are the bare root filesystem (direct
-# kernel boot), "disk-*" the partitioned whole disk (firmware boot, OpenStack).
-SUFFIX = {
-    "kernel": "vmlinuz",
-    "initrd": "initrd",
-    "squashfs": "squashfs",
-    "qcow2": "qcow2",
-    "raw": "raw",
-    "disk-qcow2": "disk.qcow2",
-    "disk-raw": "disk.raw",
-}
-
 
 @dataclass(frozen=True)
 class Result:
     manifest: dict
     cached: bool
     log: Path | None
-
-
-def release_dir(output: Path, release: str) -> Path:
-    """Where one release's role images live under an output directory: images of both releases sit
-    side by side, and verify boots those the cluster file names."""
-    return output / release
-
-
-def role_dir(output: Path, role: Role) -> Path:
-    return output / role.value
-
-
-def artefact(output: Path, role: Role, kind: str) -> Path:
-    return role_dir(output, role) / f"{role.value}.{SUFFIX[kind]}"
 
 
 def read_manifest(output: Path, role: Role) -> dict | None:
@@ -153,7 +126,7 @@ def build_role(
     preflight.require_space(Path(tempfile.gettempdir()))
     mirror.check_reachable(mirrors, build.release)
 
-    log = output / f"{role.value}.build.log"
+    log = build_log(output, role)
     log.write_text("")  # this build's: dib's output and every command imgbuild runs for it
     work = Path(tempfile.mkdtemp(prefix=f".{role.value}.", suffix=".tmp", dir=output))
     started = time.monotonic()

@@ -20,14 +20,13 @@ import shutil
 import tempfile
 from pathlib import Path
 
-from imgbuild.builder.bootargs import pxe_cmdline
-from imgbuild.builder.build import artefact, release_dir
-from imgbuild.cloudinit.seeds import NOCLOUD_FILES, seed_dir
+from imgbuild.bootargs import pxe_cmdline
+from imgbuild.cloudinit.seeds import NOCLOUD_FILES
 from imgbuild.errors import UserError
 from imgbuild.model import Cluster, Node
+from imgbuild.paths import PXE_ROLE_FILES, artefact, pxe_base_url, release_dir, seed_dir
 from imgbuild.publish import output_dir, publish_dir
 
-ROLE_FILES = {"kernel": "vmlinuz", "initrd": "initrd", "squashfs": "root.squashfs"}
 # Chain loaders for firmware whose PXE ROM is not iPXE (Debian packages ipxe, pxelinux, syslinux-common).
 LOADERS = {
     "undionly.kpxe": Path("/usr/lib/ipxe/undionly.kpxe"),
@@ -35,10 +34,6 @@ LOADERS = {
     "pxelinux.0": Path("/usr/lib/PXELINUX/pxelinux.0"),
     "ldlinux.c32": Path("/usr/lib/syslinux/modules/bios/ldlinux.c32"),
 }
-
-
-def base_url(cluster: Cluster) -> str:
-    return f"http://{cluster.pxe_server()}:{cluster.pxe.http_port}"
 
 
 def ip_arg(cluster: Cluster, node: Node) -> str:
@@ -49,17 +44,17 @@ def ip_arg(cluster: Cluster, node: Node) -> str:
 
 
 def node_cmdline(cluster: Cluster, node: Node) -> str:
-    url = base_url(cluster)
-    return pxe_cmdline(f"{url}/{node.role.value}/{ROLE_FILES['squashfs']}", f"{url}/seeds/{node.name}/", ip_arg(cluster, node), cluster.build.release)
+    url = pxe_base_url(cluster)
+    return pxe_cmdline(f"{url}/{node.role.value}/{PXE_ROLE_FILES['squashfs']}", f"{url}/seeds/{node.name}/", ip_arg(cluster, node), cluster.build.release)
 
 
 def ipxe_script(cluster: Cluster, node: Node) -> str:
-    url = f"{base_url(cluster)}/{node.role.value}"
+    url = f"{pxe_base_url(cluster)}/{node.role.value}"
     # initrd=initrd names the image for the EFI stub; BIOS kernels ignore it.
     return (
         "#!ipxe\n"
-        f"kernel {url}/{ROLE_FILES['kernel']} initrd=initrd {node_cmdline(cluster, node)}\n"
-        f"initrd --name initrd {url}/{ROLE_FILES['initrd']}\n"
+        f"kernel {url}/{PXE_ROLE_FILES['kernel']} initrd=initrd {node_cmdline(cluster, node)}\n"
+        f"initrd --name initrd {url}/{PXE_ROLE_FILES['initrd']}\n"
         "boot\n"
     )
 
@@ -78,8 +73,8 @@ def pxelinux_config(cluster: Cluster, node: Node) -> str:
     return (
         f"DEFAULT {node.name}\n"
         f"LABEL {node.name}\n"
-        f"  KERNEL {role}/{ROLE_FILES['kernel']}\n"
-        f"  INITRD {role}/{ROLE_FILES['initrd']}\n"
+        f"  KERNEL {role}/{PXE_ROLE_FILES['kernel']}\n"
+        f"  INITRD {role}/{PXE_ROLE_FILES['initrd']}\n"
         f"  APPEND {node_cmdline(cluster, node)}\n"
     )
 
@@ -109,7 +104,7 @@ def write_tree(cluster: Cluster, output: Path, seeds: Path, out: Path) -> dict:
     images = release_dir(output, cluster.build.release)
     roles = sorted({n.role for n in cluster.nodes}, key=lambda r: r.value)
     for role in roles:
-        for kind in ROLE_FILES:
+        for kind in PXE_ROLE_FILES:
             if not artefact(images, role, kind).is_file():
                 raise UserError(f"{artefact(images, role, kind)} is missing; run `imgbuild build --output {output}` first")
     for node in cluster.nodes:
@@ -124,7 +119,7 @@ def write_tree(cluster: Cluster, output: Path, seeds: Path, out: Path) -> dict:
         (work / "seeds").mkdir(mode=0o700)
         for role in roles:
             (work / role.value).mkdir()
-            for kind, name in ROLE_FILES.items():
+            for kind, name in PXE_ROLE_FILES.items():
                 _place(artefact(images, role, kind), work / role.value / name)
         for node in cluster.nodes:
             for name in NOCLOUD_FILES:
@@ -143,7 +138,7 @@ def write_tree(cluster: Cluster, output: Path, seeds: Path, out: Path) -> dict:
         raise
     return {
         "tree": str(out),
-        "url": base_url(cluster),
+        "url": pxe_base_url(cluster),
         "nodes": {n.name: {"mac": cluster.mac(n), "cmdline": node_cmdline(cluster, n)} for n in cluster.nodes},
         "loaders": loaders,
     }

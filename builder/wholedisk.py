@@ -14,7 +14,7 @@ import struct
 from dataclasses import dataclass
 from pathlib import Path
 
-from imgbuild.builder.bootargs import ROOT_LABEL, disk_cmdline
+from imgbuild.bootargs import ROOT_LABEL, disk_cmdline
 from imgbuild.run import run
 
 SECTOR = 512

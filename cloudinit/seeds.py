@@ -12,10 +12,9 @@ from imgbuild.cloudinit.credentials import for_cluster
 from imgbuild.cloudinit.render import NodeData, Secrets, instance_id, render_node
 from imgbuild.cloudinit.seedfs import write_iso
 from imgbuild.model import Cluster, Node
+from imgbuild.paths import CONFIG_DRIVE_ISO, NOCLOUD_ISO, seed_dir
 from imgbuild.publish import output_dir, publish_dir
 
-NOCLOUD_ISO = "nocloud.iso"
-CONFIG_DRIVE_ISO = "config-drive.iso"
 NOCLOUD_FILES = ("user-data", "meta-data", "network-config")  # also served as the network seed
 
 
@@ -55,10 +54,6 @@ def config_drive_files(cluster: Cluster, node: Node, data: NodeData) -> dict[str
 def nocloud_files(data: NodeData) -> dict[str, bytes]:
     contents = (data.user_data, data.meta_data, data.network_config)
     return {name: text.encode() for name, text in zip(NOCLOUD_FILES, contents, strict=True)}
-
-
-def seed_dir(seeds: Path, node: Node) -> Path:
-    return seeds / node.name
 
 
 def write_node_seed(cluster: Cluster, node: Node, secrets: Secrets, seeds: Path) -> Path:

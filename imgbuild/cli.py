@@ -12,7 +12,7 @@ from typing import Annotated, Any, Optional
 
 import typer
 
-from imgbuild import configfile, model, ui
+from imgbuild import configfile, model, paths, ui
 from imgbuild.errors import UsageError, UserError
 
 app = typer.Typer(no_args_is_help=True, add_completion=False, help=__doc__)
@@ -78,7 +78,7 @@ def build(
     results = builder.build_with_progress(roles, cluster, mirrors, output, force)
     for r, result in results.items():
         how = "unchanged, cached" if result.cached else f"built in {result.manifest['build_seconds']} s, log {result.log}"
-        ui.ok(f"{r.value}: {builder.role_dir(builder.release_dir(output, b.release), r)}/ ({how})")
+        ui.ok(f"{r.value}: {paths.role_dir(paths.release_dir(output, b.release), r)}/ ({how})")
     if json_out:
         ui.emit_json({r.value: result.manifest for r, result in results.items()})
 
@@ -180,12 +180,12 @@ def openstack_args(
 
     (r,) = parse_roles([role])
     chosen = with_release(model.load(config), release).build.release
-    images = builder.release_dir(output, chosen)
+    images = paths.release_dir(output, chosen)
     manifest = builder.read_manifest(images, r)
     if manifest is None or "openstack" not in manifest:
         raise UserError(f"no {chosen} whole-disk image for {r.value} in {output}; run `imgbuild build --role {r.value} --release {chosen} --output {output}`")
     glance = manifest["openstack"]
-    file = str(builder.role_dir(images, r) / glance["file"])
+    file = str(paths.role_dir(images, r) / glance["file"])
     if json_out:
         ui.emit_json({"args": openstack.image_create_args(glance["name"], file, glance), **glance})
     else:

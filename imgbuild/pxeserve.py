@@ -19,9 +19,9 @@ from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 from imgbuild import ui
-from imgbuild.builder.pxe import base_url
 from imgbuild.errors import UserError
 from imgbuild.model import Cluster
+from imgbuild.paths import pxe_base_url
 from imgbuild.run import start
 
 
@@ -63,7 +63,7 @@ def dnsmasq_command(cluster: Cluster, tree: Path, interface: str) -> list[str]:
         "--enable-tftp", f"--tftp-root={tree}",
         "--dhcp-match=set:ipxe,175",
         "--dhcp-match=set:efi64,option:client-arch,7",
-        f"--dhcp-boot=tag:ipxe,{base_url(cluster)}/boot.ipxe",
+        f"--dhcp-boot=tag:ipxe,{pxe_base_url(cluster)}/boot.ipxe",
         "--dhcp-boot=tag:!ipxe,tag:efi64,ipxe.efi",
         "--dhcp-boot=tag:!ipxe,tag:!efi64,undionly.kpxe",
     ]  # fmt: skip
@@ -98,7 +98,7 @@ def serving(cluster: Cluster, tree: Path, interface: str | None) -> Iterator[str
             time.sleep(1)
             if dnsmasq.poll() is not None:
                 raise UserError(f"dnsmasq exited ({dnsmasq.returncode}); its message is above")
-        yield base_url(cluster)
+        yield pxe_base_url(cluster)
     finally:
         httpd.shutdown()
         httpd.server_close()

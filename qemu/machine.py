@@ -20,7 +20,7 @@ from typing import Literal
 import paramiko
 from qemu.qmp.legacy import QEMUMonitorProtocol
 
-from imgbuild.builder.bootargs import disk_cmdline
+from imgbuild.bootargs import disk_cmdline
 from imgbuild.errors import UserError
 from imgbuild.qemu.accel import Accel, kernel_args, qemu_args
 from imgbuild.qemu.rootshell import RootShell

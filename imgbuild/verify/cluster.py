@@ -14,10 +14,9 @@ from dataclasses import dataclass, field
 from ipaddress import IPv4Address
 from pathlib import Path
 
-from imgbuild.builder.build import artefact
-from imgbuild.cloudinit.seeds import NOCLOUD_ISO, seed_dir
 from imgbuild.errors import UserError
 from imgbuild.model import Cluster, Node, Role, valid_hostname
+from imgbuild.paths import NOCLOUD_ISO, artefact, seed_dir
 from imgbuild.qemu import netns
 from imgbuild.qemu.accel import Accel
 from imgbuild.qemu.machine import BootSpec, Machine

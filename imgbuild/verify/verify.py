@@ -15,6 +15,7 @@ from imgbuild.builder import build as builder
 from imgbuild.builder import mirror
 from imgbuild.cloudinit import seeds as seeds_mod
 from imgbuild.errors import UserError
+from imgbuild.paths import release_dir
 from imgbuild.publish import output_dir
 from imgbuild.run import logging_to
 from imgbuild.model import Cluster, Role
@@ -99,7 +100,7 @@ def verify(
     try:
         # every command verify runs (network, overlays, QEMU) goes to the report's commands.log
         with logging_to(report_dir / "commands.log"), ui.progress([n.name for n in cluster.nodes]) as update, cluster_mod.running(
-            cluster, images=builder.release_dir(images, cluster.build.release), seeds=seeds, workdir=report_dir, ssh_key=ssh_key, accel=chosen, memory_mb=memory_mb,
+            cluster, images=release_dir(images, cluster.build.release), seeds=seeds, workdir=report_dir, ssh_key=ssh_key, accel=chosen, memory_mb=memory_mb,
             cpus=cpus, ready_timeout=ready_timeout, on_status=update, keep=keep_it,
         ) as running:
             report["boot_seconds"] = running.boot_seconds

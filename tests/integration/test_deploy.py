@@ -15,10 +15,10 @@ import pytest
 
 from conftest import IMGBUILD, REPO, run_imgbuild
 from imgbuild import model, state
-from imgbuild.builder.build import artefact, read_manifest
+from imgbuild.builder.build import read_manifest
 from imgbuild.builder.openstack import RELEASE_VERSION
-from imgbuild.cloudinit.seeds import CONFIG_DRIVE_ISO, seed_dir
 from imgbuild.model import Role
+from imgbuild.paths import CONFIG_DRIVE_ISO, artefact, seed_dir
 from imgbuild.qemu import netns
 from imgbuild.qemu.accel import choose
 from imgbuild.qemu.machine import BootSpec

@@ -7,7 +7,7 @@ import re
 import pytest
 
 from imgbuild import model, state
-from imgbuild.cloudinit.seeds import CONFIG_DRIVE_ISO, seed_dir
+from imgbuild.paths import CONFIG_DRIVE_ISO, seed_dir
 from imgbuild.qemu import netns
 from imgbuild.qemu.accel import choose
 from imgbuild.verify.cluster import boot_spec, node_machine

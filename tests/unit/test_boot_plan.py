@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from imgbuild.builder.bootargs import disk_cmdline
+from imgbuild.bootargs import disk_cmdline
 from imgbuild.model import Cluster, Role
 from imgbuild.qemu.machine import BootSpec, Machine
 from imgbuild.verify.cluster import boot_order, boot_slots

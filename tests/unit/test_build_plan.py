@@ -8,7 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from imgbuild.builder import build, cache, dib, elements, openstack
+from imgbuild import paths
+from imgbuild.builder import cache, dib, elements, openstack
 from imgbuild.builder.mirror import Mirrors
 from imgbuild.model import Build, OpenStack, Role
 
@@ -88,7 +89,7 @@ def test_kvm_only_with_hardware_flags(tmp_path, cpuinfo, dev_ok, expected):
 
 def test_each_release_has_its_own_images_cache_and_key():
     trixie, bookworm = Build(release="trixie"), Build(release="bookworm")
-    assert build.release_dir(Path("images"), "trixie") != build.release_dir(Path("images"), "bookworm")
+    assert paths.release_dir(Path("images"), "trixie") != paths.release_dir(Path("images"), "bookworm")
     assert cache.dib_cache_dir(Role.webserver, trixie, MIRRORS) != cache.dib_cache_dir(Role.webserver, bookworm, MIRRORS)
     assert cache.image_key(Role.webserver, trixie, MIRRORS, "3.43.0") != cache.image_key(Role.webserver, bookworm, MIRRORS, "3.43.0")
     assert dib.environment(trixie, MIRRORS, Path("c"), Path("t"))["DIB_RELEASE"] == "trixie"

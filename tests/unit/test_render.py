@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from imgbuild import model, state
+from imgbuild import model, paths, state
 from imgbuild.cloudinit import credentials, render, seedfs, seeds
 
 GOLDEN = Path(__file__).parent.parent / "golden"
@@ -150,10 +150,10 @@ def test_seed_volumes_read_back(tmp_path):
     assert stat.S_IMODE(out.stat().st_mode) == 0o700 and stat.S_IMODE((tmp_path / "seeds").stat().st_mode) == 0o700
     for path in out.iterdir():
         assert stat.S_IMODE(path.stat().st_mode) == 0o600, path
-    label, files = seedfs.read_iso(out / seeds.NOCLOUD_ISO)
+    label, files = seedfs.read_iso(out / paths.NOCLOUD_ISO)
     assert label == "cidata" and set(files) == {"user-data", "meta-data", "network-config"}
     assert files["user-data"] == (out / "user-data").read_bytes() and files["user-data"].startswith(b"#cloud-config\n")
-    label, files = seedfs.read_iso(out / seeds.CONFIG_DRIVE_ISO)
+    label, files = seedfs.read_iso(out / paths.CONFIG_DRIVE_ISO)
     assert label == "config-2"
     assert set(files) == {"openstack/latest/meta_data.json", "openstack/latest/user_data", "openstack/latest/network_data.json"}
     network = json.loads(files["openstack/latest/network_data.json"])
