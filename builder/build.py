@@ -21,7 +21,7 @@ from imgbuild.builder.elements import role_elements
 from imgbuild.builder.mirror import Mirrors
 from imgbuild.builder.openstack import image_properties
 from imgbuild.model import Build, Cluster, OpenStack, Role
-from imgbuild.publish import output_dir, publish_dir
+from imgbuild.publish import output_dir, staged
 from imgbuild.paths import MANIFEST, SUFFIX, build_log, release_dir, role_dir
 from imgbuild.run import logging_to, run
 
@@ -144,30 +144,28 @@ def build_role(
             assembly_seconds = round(time.monotonic() - assembly_started, 1)
             on_phase("writing manifest")
             packages = imagefs.packages(stem.with_suffix(".raw"))
-            final = work / role.value
-            final.mkdir()
-            artefacts = _collect(stem, final, role, build)
-            for kind in artefacts:
-                if kind.startswith("disk-"):
-                    artefacts[kind]["virtual_bytes"] = disk_bytes
-            manifest = {
-                "role": role.value,
-                "cache_key": key,
-                "built_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-                "build_seconds": round(time.monotonic() - started, 1),
-                "disk_assembly_seconds": assembly_seconds,
-                "diskimage_builder": dib.dib_version(),
-                "elements": role_elements(role),
-                "release": build.release,
-                "kernel_flavour": build.kernel,
-                "mirrors": {"main": mirrors.main, "security": mirrors.security},
-                "artefacts": artefacts,
-                "packages": packages,
-            }
-            manifest["openstack"] = _openstack(manifest, openstack)
-            _write_manifest(final, manifest)
-            shutil.rmtree(work / "dib")
-            publish_dir(final, role_dir(output, role))
+            with staged(role_dir(output, role), mode=0o755) as final:
+                artefacts = _collect(stem, final, role, build)
+                for kind in artefacts:
+                    if kind.startswith("disk-"):
+                        artefacts[kind]["virtual_bytes"] = disk_bytes
+                manifest = {
+                    "role": role.value,
+                    "cache_key": key,
+                    "built_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+                    "build_seconds": round(time.monotonic() - started, 1),
+                    "disk_assembly_seconds": assembly_seconds,
+                    "diskimage_builder": dib.dib_version(),
+                    "elements": role_elements(role),
+                    "release": build.release,
+                    "kernel_flavour": build.kernel,
+                    "mirrors": {"main": mirrors.main, "security": mirrors.security},
+                    "artefacts": artefacts,
+                    "packages": packages,
+                }
+                manifest["openstack"] = _openstack(manifest, openstack)
+                _write_manifest(final, manifest)
+                shutil.rmtree(work / "dib")
             return Result(manifest, cached=False, log=log)
     finally:
         shutil.rmtree(work, ignore_errors=True)

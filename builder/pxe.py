@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import tempfile
 from pathlib import Path
 
 from imgbuild.bootargs import pxe_cmdline
@@ -25,7 +24,8 @@ from imgbuild.cloudinit.seeds import NOCLOUD_FILES
 from imgbuild.errors import UserError
 from imgbuild.model import Cluster, Node
 from imgbuild.paths import PXE_ROLE_FILES, artefact, pxe_base_url, release_dir, seed_dir
-from imgbuild.publish import output_dir, publish_dir
+from imgbuild.publish import output_dir, staged
+from imgbuild.state import write_private
 
 # Chain loaders for firmware whose PXE ROM is not iPXE (Debian packages ipxe, pxelinux, syslinux-common).
 LOADERS = {
@@ -91,11 +91,12 @@ def _place(src: Path, dest: Path) -> None:
         shutil.copy2(src, dest)
 
 
-def _write(path: Path, text: str | bytes, mode: int = 0o644) -> None:
+def _write(path: Path, text: str) -> None:
+    """A file of the world-readable part of the tree (boot scripts and configs: no secrets)."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode)
-    with os.fdopen(fd, "wb") as f:
-        f.write(text.encode() if isinstance(text, str) else text)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+    with os.fdopen(fd, "w") as f:
+        f.write(text)
 
 
 def write_tree(cluster: Cluster, output: Path, seeds: Path, out: Path) -> dict:
@@ -111,31 +112,27 @@ def write_tree(cluster: Cluster, output: Path, seeds: Path, out: Path) -> dict:
         if not (seed_dir(seeds, node) / "user-data").is_file():
             raise UserError(f"no seed for {node.name} in {seeds}; run `imgbuild seed --seeds {seeds}` first")
 
-    work = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=output_dir(out.parent)))
-    try:
-        # World-readable, so any TFTP/HTTP server can serve it, except the seeds: they hold the
-        # cluster's secrets (root's dnsmasq serves only world-readable files over TFTP).
-        os.chmod(work, 0o755)
+    output_dir(out.parent)
+    # World-readable, so any TFTP/HTTP server can serve it, except the seeds: they hold the
+    # cluster's secrets (root's dnsmasq serves only world-readable files over TFTP).
+    with staged(out, mode=0o755) as work:
         (work / "seeds").mkdir(mode=0o700)
         for role in roles:
             (work / role.value).mkdir()
             for kind, name in PXE_ROLE_FILES.items():
                 _place(artefact(images, role, kind), work / role.value / name)
         for node in cluster.nodes:
+            (work / "seeds" / node.name).mkdir(mode=0o700)
             for name in NOCLOUD_FILES:
-                _write(work / "seeds" / node.name / name, (seed_dir(seeds, node) / name).read_bytes(), 0o600)
+                write_private(work / "seeds" / node.name / name, (seed_dir(seeds, node) / name).read_bytes())
             # cloud-init asks for it too, and retries ten times on a 404.
-            _write(work / "seeds" / node.name / "vendor-data", "", 0o600)
+            write_private(work / "seeds" / node.name / "vendor-data", b"")
             _write(work / "ipxe" / f"{node.name}.ipxe", ipxe_script(cluster, node))
             _write(work / "pxelinux.cfg" / pxelinux_name(cluster, node), pxelinux_config(cluster, node))
         _write(work / "boot.ipxe", ipxe_menu(cluster))
         loaders = [name for name, src in LOADERS.items() if src.is_file()]
         for name in loaders:
             shutil.copy2(LOADERS[name], work / name)
-        publish_dir(work, out)
-    except BaseException:
-        shutil.rmtree(work, ignore_errors=True)
-        raise
     return {
         "tree": str(out),
         "url": pxe_base_url(cluster),

@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 import io
-import os
 from pathlib import Path
 
 import pycdlib
 
+from imgbuild.state import write_private
+
 
 def write_iso(target: Path, label: str, files: dict[str, bytes]) -> None:
-    """Write an ISO volume labelled `label` holding files (relative paths, '/'-separated)."""
+    """Write an ISO volume labelled `label` holding files (relative paths, '/'-separated), 0600:
+    a seed carries the cluster's secrets."""
     iso = pycdlib.PyCdlib()
     iso.new(interchange_level=3, joliet=3, rock_ridge="1.09", vol_ident=label)
     made_dirs: set[str] = set()
@@ -24,12 +26,10 @@ def write_iso(target: Path, label: str, files: dict[str, bytes]) -> None:
                 iso.add_directory(iso_dir, rr_name=parts[depth - 1], joliet_path="/" + directory)
         iso_path = "/" + "/".join(_short(p) for p in parts[:-1] + [f"F{index:07d}"]) + ".;1"
         iso.add_fp(io.BytesIO(data), len(data), iso_path, rr_name=parts[-1], joliet_path="/" + name)
-    tmp = target.with_name(f".{target.name}.tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "wb") as f:
-        iso.write_fp(f)
+    volume = io.BytesIO()
+    iso.write_fp(volume)
     iso.close()
-    tmp.rename(target)
+    write_private(target, volume.getvalue())
 
 
 def _short(name: str) -> str:

@@ -3,9 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
-import shutil
-import tempfile
 from pathlib import Path
 
 from imgbuild.cloudinit.credentials import for_cluster
@@ -13,7 +10,8 @@ from imgbuild.cloudinit.render import NodeData, Secrets, instance_id, render_nod
 from imgbuild.cloudinit.seedfs import write_iso
 from imgbuild.model import Cluster, Node
 from imgbuild.paths import CONFIG_DRIVE_ISO, NOCLOUD_ISO, seed_dir
-from imgbuild.publish import output_dir, publish_dir
+from imgbuild.publish import output_dir, staged
+from imgbuild.state import write_private
 
 NOCLOUD_FILES = ("user-data", "meta-data", "network-config")  # also served as the network seed
 
@@ -60,21 +58,14 @@ def write_node_seed(cluster: Cluster, node: Node, secrets: Secrets, seeds: Path)
     """seeds/<node>/ with both ISOs and the plain files, all 0600 in a 0700 directory, published atomically."""
     output_dir(seeds, private=True)
     data = render_node(cluster, node, secrets)
-    work = Path(tempfile.mkdtemp(prefix=f".{node.name}.", dir=seeds))  # mkdtemp makes it 0700
-    try:
+    final = seed_dir(seeds, node)
+    with staged(final) as work:
         plain = nocloud_files(data)
         for name, content in plain.items():
-            fd = os.open(work / name, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-            with os.fdopen(fd, "wb") as f:
-                f.write(content)
+            write_private(work / name, content)
         write_iso(work / NOCLOUD_ISO, "cidata", plain)
         write_iso(work / CONFIG_DRIVE_ISO, "config-2", config_drive_files(cluster, node, data))
-        final = seed_dir(seeds, node)
-        publish_dir(work, final)
-        return final
-    except BaseException:
-        shutil.rmtree(work, ignore_errors=True)
-        raise
+    return final
 
 
 def write_seeds(cluster: Cluster, seeds: Path, nodes: list[Node] | None = None) -> dict[str, Path]:

@@ -1,4 +1,5 @@
-"""Make a finished output directory appear at its path in one step, replacing the old one."""
+"""Make a finished output directory appear at its path in one step, replacing the old one: every
+command that writes a directory of outputs (images, seeds, the PXE tree) stages it with `staged`."""
 
 from __future__ import annotations
 
@@ -6,6 +7,9 @@ import ctypes
 import ctypes.util
 import os
 import shutil
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 from imgbuild.errors import UserError
@@ -48,3 +52,18 @@ def publish_dir(new: Path, final: Path) -> None:
         return
     _exchange(new, final)
     shutil.rmtree(new)
+
+
+@contextmanager
+def staged(final: Path, mode: int = 0o700) -> Iterator[Path]:
+    """A new directory beside final (mode: 0700 for secrets, 0755 to share) to write an output
+    into: published over final when the block ends, removed when it fails, so nothing half-written
+    ever sits at final. final's parent must exist (output_dir)."""
+    work = Path(tempfile.mkdtemp(prefix=f".{final.name}.", suffix=".tmp", dir=final.parent))
+    try:
+        os.chmod(work, mode)
+        yield work
+        publish_dir(work, final)
+    except BaseException:
+        shutil.rmtree(work, ignore_errors=True)
+        raise

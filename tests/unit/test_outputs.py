@@ -10,7 +10,7 @@ import pytest
 from imgbuild import model
 from imgbuild.cloudinit import render, seeds
 from imgbuild.errors import UserError
-from imgbuild.publish import output_dir, publish_dir
+from imgbuild.publish import output_dir, publish_dir, staged
 from imgbuild.verify.cluster import remove_kept
 
 CLUSTER = model.Cluster()
@@ -48,6 +48,21 @@ def test_publish_replaces_a_real_directory(tmp_path: Path):
 
 def _kept(tmp_path: Path, workdir: Path) -> dict:
     return {"netns": "imgbuild-999999", "pids": [], "workdir": str(workdir), "nodes": {"webserver1": "192.168.0.101"}}
+
+
+def test_staged_output_appears_whole_or_not_at_all(tmp_path: Path):
+    final = tmp_path / "out"
+    final.mkdir()
+    (final / "old").write_text("old")
+    with pytest.raises(RuntimeError), staged(final) as work:
+        (work / "half").write_text("half")
+        raise RuntimeError("the build failed")
+    assert [p.name for p in tmp_path.iterdir()] == ["out"] and [p.name for p in final.iterdir()] == ["old"]
+    with staged(final, mode=0o755) as work:
+        (work / "new").write_text("new")
+        assert not (final / "new").exists()  # nothing at final until the block is done
+    assert [p.name for p in tmp_path.iterdir()] == ["out"] and [p.name for p in final.iterdir()] == ["new"]
+    assert stat.S_IMODE(final.stat().st_mode) == 0o755
 
 
 def test_down_removes_only_the_nodes_overlays(tmp_path: Path):
