@@ -57,7 +57,6 @@ def environment(build: Build, mirrors: Mirrors, cache_dir: Path, tmp_dir: Path) 
         DIB_DEBOOTSTRAP_CACHE="1",
         DIB_DEBIAN_USE_DEBOOTSTRAP_CACHE="1",
         IMGBUILD_KERNEL=build.kernel,
-        DIB_CLOUD_INIT_DATASOURCES="NoCloud, ConfigDrive, OpenStack, None",
     )
     return env
 
