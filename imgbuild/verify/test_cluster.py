@@ -410,12 +410,17 @@ def test_drill_balancer_failover(cluster, report, drills, balancer_return):
 # -- web servers, while the failed balancer boots again -----------------------------------------
 
 
+def check_page_command(balancer) -> str:
+    """A shell command run on a web server that prints its check page, fetched as the balancers'
+    health check fetches it (the images carry no curl: Python's urllib)."""
+    url = f"http://127.0.0.1:{balancer.port}/{balancer.check_page}"
+    return f"python3 -c \"import urllib.request as u; print(u.urlopen('{url}').read().decode())\""
+
+
 def test_apache_and_check_page(webserver_host, cluster):
     lb = cluster.model.balancer
     assert webserver_host.service("apache2").is_running
-    page = webserver_host.run(
-        f"python3 -c \"import urllib.request;print(urllib.request.urlopen('http://127.0.0.1:{lb.port}/{lb.check_page}').read().decode())\""
-    )
+    page = webserver_host.run(check_page_command(lb))
     assert lb.check_receive in page.stdout, page.stdout + page.stderr
 
 

@@ -18,11 +18,12 @@ from imgbuild import model, state
 from imgbuild.builder.build import read_manifest
 from imgbuild.builder.openstack import RELEASE_VERSION
 from imgbuild.model import Role
-from imgbuild.paths import CONFIG_DRIVE_ISO, artefact, seed_dir
+from imgbuild.paths import CONFIG_DRIVE_ISO, artefact, pxe_base_url, seed_dir
 from imgbuild.qemu import netns
 from imgbuild.qemu.accel import choose
 from imgbuild.qemu.machine import BootSpec
 from imgbuild.verify.cluster import node_machine
+from imgbuild.verify.test_cluster import check_page_command
 
 pytestmark = pytest.mark.slow
 GIB = 1 << 30
@@ -139,7 +140,7 @@ def test_pxe_boot_from_served_tree(pxe_server, test_env, tmp_path, monkeypatch, 
     node = CLUSTER.node("webserver2")
     assert (tree / "ipxe" / "webserver2.ipxe").is_file() and (tree / "pxelinux.cfg" / "01-52-54-c0-a8-00-66").is_file()
     assert (tree / "seeds").stat().st_mode & 0o077 == 0
-    with urllib.request.urlopen(f"http://{CLUSTER.pxe_server()}:{CLUSTER.pxe.http_port}/boot.ipxe", timeout=10) as reply:
+    with urllib.request.urlopen(f"{pxe_base_url(CLUSTER)}/boot.ipxe", timeout=10) as reply:
         assert reply.read().startswith(b"#!ipxe")
     key, _ = state.admin_key(CLUSTER.name)
     machine = node_machine(CLUSTER, node, BootSpec(image=None), tmp_path, choose("auto")[0], seg, "tap-pxe", key, name="pxe-webserver2", memory_mb=1024)
@@ -153,7 +154,7 @@ def test_pxe_boot_from_served_tree(pxe_server, test_env, tmp_path, monkeypatch, 
         assert "status: done" in machine.succeed("cloud-init status --long")
         assert "NoCloud" in machine.succeed("cat /run/cloud-init/result.json")
         machine.wait_for_unit("apache2")
-        assert "Test Page" in machine.succeed("python3 -c \"import urllib.request as u; print(u.urlopen('http://127.0.0.1/ldirector.html').read().decode())\"")
+        assert CLUSTER.balancer.check_receive in machine.succeed(check_page_command(CLUSTER.balancer))
         assert "192.168.0.105/32" in machine.succeed("ip -4 -o addr show dev lo")
         assert machine.succeed("systemctl list-units --failed --no-legend").strip() == ""
     finally:
