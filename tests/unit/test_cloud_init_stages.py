@@ -5,18 +5,15 @@ that process dies. Runs the real scripts, with a stand-in for cloud-init, in a p
 from __future__ import annotations
 
 import os
-import shutil
 import subprocess
 from pathlib import Path
 
-import pytest
+from shellstubs import private_mounts
 
 SCRIPTS = Path(__file__).parents[2] / "elements/imgbuild-common/static/usr/lib/imgbuild"
 DRIVER, STAGE = SCRIPTS / "cloud-init-stages", SCRIPTS / "cloud-init-stage"
 
-pytestmark = pytest.mark.skipif(
-    os.geteuid() != 0 or shutil.which("unshare") is None, reason="a private /run needs root and unshare"
-)
+pytestmark = private_mounts  # a private /run
 
 FAKE_CLOUD_INIT = '''
 import os
