@@ -148,6 +148,8 @@ class Machine:
 
     def restart(self) -> None:
         """Boot again from the same overlay (a reboot after a power cut); the old console log is kept."""
+        if self.running():
+            raise NodeFailed(f"{self.name}: still running; crash or stop it before booting it again")
         self.close_ssh()
         if self.console.exists():
             self.console.rename(self.console.with_suffix(f".{int(time.time())}.log"))

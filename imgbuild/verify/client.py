@@ -338,6 +338,7 @@ class SlowDownload:
     limit: float = 240.0
     received: list[tuple[float, int]] = field(default_factory=list)
     error: str | None = None
+    local_port: int = 0  # the connection's own port: how a director's table names it
     _stop: threading.Event = field(default_factory=threading.Event)
     _thread: threading.Thread | None = None
 
@@ -354,6 +355,7 @@ class SlowDownload:
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPCNT, 90)
         sock.settimeout(60)
         sock.connect((self.host, self.port))
+        self.local_port = _local_port(sock)
         sock.sendall(f"GET {self.path} HTTP/1.0\r\nHost: {self.host}\r\n\r\n".encode())
         self._thread = threading.Thread(target=self._run, args=(sock,), daemon=True)
         self._thread.start()
