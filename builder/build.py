@@ -12,6 +12,7 @@ import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from typing import Any, TypedDict
 from pathlib import Path
 
 from imgbuild import ui
@@ -25,14 +26,39 @@ from imgbuild.publish import output_dir, staged
 from imgbuild.paths import MANIFEST, SUFFIX, build_log, release_dir, role_dir
 from imgbuild.run import logging_to, run
 
+class Artefact(TypedDict, total=False):
+    file: str
+    bytes: int
+    sha256: str
+    virtual_bytes: int  # whole disks: the size a VM sees
+
+
+class Manifest(TypedDict):
+    """manifest.json: what a role image is, what it was built from, and its Glance properties."""
+
+    role: str
+    cache_key: str  # builder.cache.image_key of the inputs: equal key, reusable image
+    built_at: str
+    build_seconds: float
+    disk_assembly_seconds: float
+    diskimage_builder: str
+    elements: list[str]
+    release: str
+    kernel_flavour: str
+    mirrors: dict[str, str]
+    artefacts: dict[str, Artefact]  # kind (paths.SUFFIX) -> file
+    packages: dict[str, str]  # name -> version, as dpkg lists them in the image
+    openstack: dict[str, Any]
+
+
 @dataclass(frozen=True)
 class Result:
-    manifest: dict
+    manifest: Manifest
     cached: bool
     log: Path | None
 
 
-def read_manifest(output: Path, role: Role) -> dict | None:
+def read_manifest(output: Path, role: Role) -> Manifest | None:
     path = role_dir(output, role) / MANIFEST
     try:
         return json.loads(path.read_text())
@@ -40,7 +66,7 @@ def read_manifest(output: Path, role: Role) -> dict | None:
         return None
 
 
-def _cache_hit(output: Path, role: Role, key: str) -> dict | None:
+def _cache_hit(output: Path, role: Role, key: str) -> Manifest | None:
     """The existing manifest when it was built from the same inputs and its files are all there."""
     manifest = read_manifest(output, role)
     if not manifest or manifest.get("cache_key") != key:
@@ -75,7 +101,7 @@ def _whole_disk(stem: Path, build: Build, work: Path) -> int:
     return lay.disk_bytes
 
 
-def _collect(stem: Path, dest: Path, role: Role, build: Build) -> dict[str, dict]:
+def _collect(stem: Path, dest: Path, role: Role, build: Build) -> dict[str, Artefact]:
     """Move the outputs (dib's, its element hooks', the whole disk) into dest under stable names."""
     entries = {}
     for kind in _wanted(build):
@@ -86,7 +112,7 @@ def _collect(stem: Path, dest: Path, role: Role, build: Build) -> dict[str, dict
     return entries
 
 
-def _openstack(manifest: dict, openstack: OpenStack) -> dict:
+def _openstack(manifest: Manifest, openstack: OpenStack) -> dict[str, Any]:
     """The Glance properties of the role's whole disk (qcow2 when built, else raw)."""
     kind = "disk-qcow2" if "disk-qcow2" in manifest["artefacts"] else "disk-raw"
     disk = manifest["artefacts"][kind]
@@ -94,7 +120,7 @@ def _openstack(manifest: dict, openstack: OpenStack) -> dict:
     return {"name": f"imgbuild-{manifest['role']}", "artefact": kind, "file": disk["file"], **glance}
 
 
-def _write_manifest(directory: Path, manifest: dict) -> None:
+def _write_manifest(directory: Path, manifest: Manifest) -> None:
     tmp = directory / f".{MANIFEST}.tmp"
     tmp.write_text(json.dumps(manifest, indent=2) + "\n")
     tmp.replace(directory / MANIFEST)
@@ -149,7 +175,7 @@ def build_role(
                 for kind in artefacts:
                     if kind.startswith("disk-"):
                         artefacts[kind]["virtual_bytes"] = disk_bytes
-                manifest = {
+                manifest: Manifest = {
                     "role": role.value,
                     "cache_key": key,
                     "built_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
@@ -162,6 +188,7 @@ def build_role(
                     "mirrors": {"main": mirrors.main, "security": mirrors.security},
                     "artefacts": artefacts,
                     "packages": packages,
+                    "openstack": {},  # below: the Glance properties are worked out from the rest
                 }
                 manifest["openstack"] = _openstack(manifest, openstack)
                 _write_manifest(final, manifest)

@@ -24,19 +24,12 @@ from imgbuild.bootargs import disk_cmdline
 from imgbuild.errors import UserError
 from imgbuild.qemu.accel import Accel, kernel_args, qemu_args
 from imgbuild.qemu.rootshell import RootShell
+from imgbuild.qemu.steplog import StepLog
 from imgbuild.run import run, start
 
 QEMU = "qemu-system-x86_64"
 OVMF_CODE = Path("/usr/share/OVMF/OVMF_CODE_4M.fd")
 OVMF_VARS = Path("/usr/share/OVMF/OVMF_VARS_4M.fd")
-
-
-# cloud-init's final message, printed on the console when its last stage ends.
-FINISHED = r"Cloud-init v\. \S+ finished at"
-
-
-# Written by cloud-init's last stage; far cheaper to test than running `cloud-init status` (Python) under emulation.
-BOOT_FINISHED = "/var/lib/cloud/instance/boot-finished"
 
 
 class NodeFailed(Exception):
@@ -98,6 +91,7 @@ class Machine:
         self._ssh_lock = threading.Lock()
         self._shell_lock = threading.Lock()
         self.started_at = 0.0
+        self.step_log: StepLog | None = None  # every command run here, once verify's checks run
 
     # -- lifecycle ---------------------------------------------------------------------------
 
@@ -264,20 +258,26 @@ class Machine:
             self._ssh = None
 
     def run(self, command: str, timeout: float = 60) -> tuple[int, str, str]:
-        """Run a shell command as root on the node: (exit status, stdout, stderr)."""
+        """Run a shell command as root on the node: (exit status, stdout, stderr). Goes into the
+        step log, when there is one."""
+        started = time.monotonic()
         with self._shell_lock:
             shell = self._shell
             try:
                 if shell is None:
                     shell = self._shell = RootShell(self.ssh_client(timeout=min(timeout, 20)))
                 status, stdout, stderr = shell.run(command, timeout)
-            except BaseException:
+            except BaseException as err:
                 # Out of step with its framing, or gone: the next command opens a new one.
                 if shell is not None:
                     shell.close()
                 if self._shell is shell:
                     self._shell = None
+                if self.step_log is not None:
+                    self.step_log.add(self.name, command, f"{type(err).__name__}: {err}", time.monotonic() - started)
                 raise
+        if self.step_log is not None:
+            self.step_log.add(self.name, command, status, time.monotonic() - started)
         return status, stdout.decode(errors="replace"), stderr.decode(errors="replace")
 
     def execute(self, command: str, timeout: float = 60) -> tuple[int, str]:
@@ -318,34 +318,6 @@ class Machine:
         state = self.wait_until_succeeds(f"s=$(systemctl is-active {quoted}); echo $s; [ $s = active ] || [ $s = failed ]", timeout).strip()
         if state != "active":
             raise NodeFailed(f"{self.name}: unit {unit} {state}:\n{self.execute(f'systemctl status --no-pager -n 20 {quoted}')[1]}")
-
-    def finished_booting(self) -> bool:
-        """Non-blocking and free for the guest: cloud-init announced its end on this boot's console."""
-        return self.running() and re.search(FINISHED, self.console_text()) is not None
-
-    def is_ready(self) -> bool:
-        """Non-blocking: cloud-init announced its end on the console and SSH confirms it."""
-        if not self.finished_booting():
-            return False
-        try:
-            return self.execute(f"test -f {BOOT_FINISHED}", timeout=10)[0] == 0
-        except (OSError, paramiko.SSHException, EOFError):
-            self.close_ssh()
-            return False
-
-    def wait_until_ready(self, timeout: float) -> float:
-        """cloud-init is done and SSH answers; returns seconds since start.
-
-        Watch the console first: polling SSH during boot would cost the guest CPU it needs to boot.
-        """
-        deadline = self.started_at + timeout
-        self.wait_until_booted(timeout)
-        self.wait_until_succeeds(f"test -f {BOOT_FINISHED}", deadline - time.monotonic())
-        return time.monotonic() - self.started_at
-
-    def wait_until_booted(self, timeout: float) -> None:
-        """The console says cloud-init has finished; SSH may not answer yet. timeout: since start."""
-        self.wait_for_console(FINISHED, timeout=self.started_at + timeout - time.monotonic())
 
 
 def require_qemu() -> None:

@@ -11,6 +11,7 @@ from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
+from typing import Any, TypedDict
 from ipaddress import IPv4Address
 from pathlib import Path
 
@@ -20,6 +21,7 @@ from imgbuild.paths import NOCLOUD_ISO, artefact, seed_dir
 from imgbuild.qemu import netns
 from imgbuild.qemu.accel import Accel
 from imgbuild.qemu.machine import BootSpec, Machine
+from imgbuild.verify.readiness import wait_until_booted, wait_until_ready
 
 
 @dataclass
@@ -115,9 +117,9 @@ def running(
         slots = threading.Semaphore(boot_slots(cluster, accel, cpus))
 
         def wait(machine: Machine) -> None:
-            machine.wait_until_booted(ready_timeout)
+            wait_until_booted(machine, ready_timeout)
             slots.release()  # its boot's work is done: the next node starts while SSH is checked
-            seconds = machine.wait_until_ready(ready_timeout)
+            seconds = wait_until_ready(machine, ready_timeout)
             running_cluster.boot_seconds[machine.name] = round(seconds, 1)
             on_status(machine.name, f"ready in {seconds:.0f} s")
 
@@ -152,7 +154,17 @@ def running(
             netns.leave()
 
 
-def kept_record(cluster: RunningCluster) -> dict:
+class KeptRecord(TypedDict):
+    """kept.json in the cluster's state directory: what `verify --down` needs to remove a kept
+    cluster (read back as untrusted input: remove_kept checks every field)."""
+
+    netns: str
+    pids: list[int]
+    workdir: str
+    nodes: dict[str, str]  # node name -> address, for SSH
+
+
+def kept_record(cluster: RunningCluster) -> KeptRecord:
     """What `verify --down` needs to remove a kept cluster."""
     return {
         "netns": cluster.netns_name,
@@ -162,7 +174,7 @@ def kept_record(cluster: RunningCluster) -> dict:
     }
 
 
-def remove_kept(record: dict) -> None:
+def remove_kept(record: dict[str, Any]) -> None:
     """Stop the QEMUs of a kept cluster, delete its namespace and overlays: only what the record
     proves is its own (a QEMU running on that workdir, an imgbuild namespace, a node's overlay)."""
     try:

@@ -16,6 +16,7 @@ from testinfra.host import Host
 
 from imgbuild.model import Node, Role
 from imgbuild.qemu.machine import Machine
+from imgbuild.qemu.steplog import StepLog
 from imgbuild.run import run
 from imgbuild.verify.client import DOWNLOAD, DOWNLOAD_SIZE
 from imgbuild.verify.cluster import RunningCluster
@@ -46,9 +47,10 @@ class MachineBackend(BaseBackend):
 class ClusterPlugin:
     """faults: also run the drills marked `faults` (the whole fault matrix), rounds times over."""
 
-    def __init__(self, cluster: RunningCluster, report_dir: Path, faults: bool = False, rounds: int = 1) -> None:
+    def __init__(self, cluster: RunningCluster, report_dir: Path, faults: bool = False, rounds: int = 1, steps: StepLog | None = None) -> None:
         self.running, self.report_dir = cluster, report_dir
         self.faults, self.rounds = faults, rounds
+        self.steps = steps
         self.measurements: dict[str, Any] = {}
         self.drills: list[dict[str, Any]] = []  # each drill's figures and timeline (imgbuild.verify.drill)
         self.results: list[dict[str, Any]] = []
@@ -89,6 +91,11 @@ class ClusterPlugin:
         return self._hosts[name]
 
     @pytest.hookimpl(tryfirst=True)
+    def pytest_runtest_setup(self, item: pytest.Item) -> None:
+        if self.steps is not None:  # the commands from here on are this check's (fixtures too)
+            self.steps.check = item.nodeid.split("::", 1)[-1]
+
+    @pytest.hookimpl(tryfirst=True)
     def pytest_runtest_call(self, item: pytest.Item) -> None:
         item.stash[_DRILLS_BEFORE] = len(self.drills)
 
@@ -103,7 +110,9 @@ class ClusterPlugin:
                 rep.user_properties += [(f"{drill['name']}.{k}", v) for k, v in drill["figures"].items() if v is not None]
         if rep.when == "call" or (rep.when == "setup" and rep.outcome != "passed"):
             detail = rep.longrepr.reprcrash.message if rep.failed and hasattr(rep.longrepr, "reprcrash") else ""
-            self.results.append({"check": item.nodeid.split("::", 1)[-1], "outcome": rep.outcome, "seconds": round(rep.duration, 2), "detail": str(detail)})
+            check = item.nodeid.split("::", 1)[-1]
+            self.results.append({"check": check, "outcome": rep.outcome, "seconds": round(rep.duration, 2), "detail": str(detail),
+                                 "commands": self.steps.per_check[check] if self.steps else None})  # in the step log  # fmt: skip
             if rep.failed:
                 self.collect_ha_logs()
 

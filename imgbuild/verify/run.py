@@ -5,10 +5,11 @@ from __future__ import annotations
 import contextlib
 import sys
 from pathlib import Path
-from typing import Any
+from typing import Any, TypedDict
 
 import pytest
 
+from imgbuild.qemu.steplog import StepLog
 from imgbuild.verify.cluster import RunningCluster
 from imgbuild.verify.plugin import ClusterPlugin
 
@@ -25,9 +26,22 @@ def write_ssh_config(cluster: RunningCluster, path: Path) -> None:
     )
 
 
-def run_checks(cluster: RunningCluster, report_dir: Path, keyword: str | None = None, faults: bool = False, rounds: int = 1) -> dict[str, Any]:
+class CheckResults(TypedDict):
+    """What the checks add to verify's report."""
+
+    exit_code: int  # pytest's
+    checks: list[dict[str, Any]]  # check, outcome, seconds, detail, commands (in the step log)
+    measurements: dict[str, Any]  # figures the checks measured (vip_moved_s, spread, ...)
+    drills: list[dict[str, Any]]  # each drill's figures, bound and timeline (imgbuild.verify.drill)
+    step_log: dict[str, Any]  # file, commands
+
+
+def run_checks(cluster: RunningCluster, report_dir: Path, keyword: str | None = None, faults: bool = False, rounds: int = 1) -> CheckResults:
     write_ssh_config(cluster, report_dir / "ssh_config")  # for an operator reaching a kept cluster
-    plugin = ClusterPlugin(cluster, report_dir, faults, rounds)
+    steps = StepLog(report_dir / "steps.jsonl")
+    for machine in cluster.machines.values():
+        machine.step_log = steps
+    plugin = ClusterPlugin(cluster, report_dir, faults, rounds, steps)
     args = [str(CHECKS), "-p", "no:cacheprovider", "-p", "no:pytest11.testinfra", "-p", "imgbuild.verify.plugin", "-q", "--no-header", "-rN", "-c", "/dev/null",
             f"--rootdir={CHECKS.parent}", f"--junitxml={report_dir / 'junit.xml'}", "-o", "junit_suite_name=imgbuild-verify", "-W", "ignore"]  # fmt: skip
     if keyword:
@@ -35,4 +49,5 @@ def run_checks(cluster: RunningCluster, report_dir: Path, keyword: str | None = 
     # pytest reports on stdout; keep stdout for the --json report.
     with contextlib.redirect_stdout(sys.stderr):
         exit_code = pytest.main(args, plugins=[plugin])
-    return {"exit_code": int(exit_code), "checks": plugin.results, "measurements": plugin.measurements, "drills": plugin.drills}
+    return {"exit_code": int(exit_code), "checks": plugin.results, "measurements": plugin.measurements, "drills": plugin.drills,
+            "step_log": {"file": steps.path.name, "commands": steps.count}}  # fmt: skip

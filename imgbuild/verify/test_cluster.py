@@ -25,6 +25,7 @@ from imgbuild.builder.elements import arp_sysctls
 from imgbuild.model import Role, ipvs_modules
 from imgbuild.verify.client import failures_after, held, who_answers
 from imgbuild.verify.drill import Drill, drill, until
+from imgbuild.verify.readiness import finished_booting, is_ready
 from imgbuild.verify.schedulers import spread_of
 from imgbuild.verify.stacks import LDIRECTORD_RUNNING, VRRP_DUMP, stack_of
 
@@ -60,7 +61,7 @@ def active_balancer(cluster, settle: float = 90.0):
     net = cluster.model.network
     deadline = time.monotonic() + settle
     while True:
-        up = [m for m in cluster.role(Role.loadbalancer) if m.finished_booting()]  # not one that is (re)booting
+        up = [m for m in cluster.role(Role.loadbalancer) if finished_booting(m)]  # not one that is (re)booting
         holders = [m for m in up if holds_vip(m, str(net.vip), net.interface)]
         if holders or time.monotonic() > deadline:
             break
@@ -492,7 +493,7 @@ class BalancerReturn:
         while not self._stop.is_set() and time.monotonic() < deadline:
             try:
                 holder_has = holds_vip(self.holder, self.vip, self.interface)
-                if self.ready_at is None and self.returning.is_ready():
+                if self.ready_at is None and is_ready(self.returning):
                     self.ready_at = time.monotonic()
                 if self.ready_at is not None and self.heard_at is None and self.hears_holder():
                     self.heard_at = time.monotonic()

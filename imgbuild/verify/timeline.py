@@ -332,6 +332,8 @@ def report_html(report: dict[str, Any], report_dir: pathlib.Path) -> pathlib.Pat
         f"<span class='failed'>{counts['failed']} failed</span>, "
         f"<span class='skipped'>{counts['skipped']} skipped</span>"
     )
+    if steps := report.get("step_log"):  # every command the checks ran, one JSON object per line
+        summary += f"; <a href='{e(steps['file'])}'>{int(steps['commands'])} commands</a> on the nodes"
     drills = "\n".join(sections)
     page = f"""<!DOCTYPE html>
 <html lang="en"><head><meta charset="utf-8"><title>imgbuild verify report</title>

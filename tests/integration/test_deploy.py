@@ -23,6 +23,7 @@ from imgbuild.qemu import netns
 from imgbuild.qemu.accel import choose
 from imgbuild.qemu.machine import BootSpec
 from imgbuild.verify.cluster import node_machine
+from imgbuild.verify.readiness import wait_until_ready
 from imgbuild.verify.test_cluster import check_page_command
 
 pytestmark = pytest.mark.slow
@@ -69,7 +70,7 @@ def _firmware_boot(images: Path, seeds: Path, seg: netns.Segment, workdir: Path,
     machine = node_machine(CLUSTER, node, spec, workdir, choose("auto")[0], seg, tap, key, name=f"{firmware}-{name}", memory_mb=512)
     machine.start()
     try:
-        seconds = machine.wait_until_ready(timeout=500)
+        seconds = wait_until_ready(machine, timeout=500)
         return {
             "seconds": seconds,
             "hostname": machine.succeed("hostname").strip(),
@@ -146,7 +147,7 @@ def test_pxe_boot_from_served_tree(pxe_server, test_env, tmp_path, monkeypatch, 
     machine = node_machine(CLUSTER, node, BootSpec(image=None), tmp_path, choose("auto")[0], seg, "tap-pxe", key, name="pxe-webserver2", memory_mb=1024)
     machine.start()
     try:
-        figures["pxe_boot_to_ready_s"] = {"webserver2": round(machine.wait_until_ready(timeout=500), 1)}
+        figures["pxe_boot_to_ready_s"] = {"webserver2": round(wait_until_ready(machine, timeout=500), 1)}
         assert machine.succeed("hostname").strip() == "webserver2"
         assert f"{node.address}/24" in machine.succeed("ip -4 -o addr show dev eth0")
         assert machine.succeed("findmnt -no FSTYPE /").strip() == "overlay"

@@ -11,6 +11,7 @@ from imgbuild.paths import CONFIG_DRIVE_ISO, seed_dir
 from imgbuild.qemu import netns
 from imgbuild.qemu.accel import choose
 from imgbuild.verify.cluster import boot_spec, node_machine
+from imgbuild.verify.readiness import wait_until_ready
 
 pytestmark = pytest.mark.slow
 
@@ -26,7 +27,7 @@ def test_config_drive_boot_and_schema(images, seeds, test_env, tmp_path, monkeyp
         machine = node_machine(cluster, node, spec, tmp_path, choose("auto")[0], seg, "tap0", key)
         machine.start()
         try:
-            machine.wait_until_ready(timeout=400)
+            wait_until_ready(machine, timeout=400)
             assert machine.succeed("hostname").strip() == "webserver1"
             assert "ConfigDrive" in machine.succeed("cloud-init query platform; cat /run/cloud-init/result.json")
             assert "192.168.0.105/32" in machine.succeed("ip -4 -o addr show dev lo")
