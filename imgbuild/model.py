@@ -132,39 +132,87 @@ class Strict(BaseModel):
 
 
 class Node(Strict):
-    name: Hostname
-    role: Role
-    address: ipaddress.IPv4Address
-    mac: Mac | None = Field(None, description="NIC MAC; derived from the address when unset")
+    """One machine of the cluster: one [[nodes]] table per machine, 64 at most."""
+
+    name: Hostname = Field(description="Host name (lowercase letters, digits and '-'); the node's FQDN is <name>.<network.domain>.")
+    role: Role = Field(
+        description='"loadbalancer" (exactly two: an active director and its standby) or "webserver" (one or more; '
+        "the drills that need a second web server say so and skip)."
+    )
+    address: ipaddress.IPv4Address = Field(description="The node's address: a host address of network.subnet, no other node's nor the VIP.")
+    mac: Mac | None = Field(
+        None, description="The NIC's MAC (a unicast one); derived from the address when unset.", examples=["52:54:00:12:34:56"]
+    )
 
 
 class Network(Strict):
-    subnet: NodeSubnet = ipaddress.IPv4Network("192.168.0.0/24")
-    gateway: ipaddress.IPv4Address | None = None
-    vip: ipaddress.IPv4Address = ipaddress.IPv4Address("192.168.0.105")
-    domain: Annotated[Domain, StringConstraints(max_length=253)] = "example.com"
-    interface: Interface = "eth0"
-    nameservers: list[ipaddress.IPv4Address] = Field([], max_length=3, description="resolv.conf reads three at most")
+    """The segment all nodes share: its addresses, the virtual IP and name resolution."""
+
+    subnet: NodeSubnet = Field(
+        ipaddress.IPv4Network("192.168.0.0/24"),
+        description="The nodes' subnet, /16 to /29: node addresses, the VIP, the gateway and the PXE server lie in it.",
+    )
+    gateway: ipaddress.IPv4Address | None = Field(
+        None,
+        description="Default route; with heartbeat the balancers also ping it (a ping node), and ipfail moves the VIP away "
+        "from a balancer that loses it while its peer does not.",
+        examples=["192.168.0.1"],
+    )
+    vip: ipaddress.IPv4Address = Field(
+        ipaddress.IPv4Address("192.168.0.105"),
+        description="Virtual IP held by the active load balancer and, on lo, by every web server.",
+    )
+    domain: Annotated[Domain, StringConstraints(max_length=253)] = Field("example.com", description="DNS domain of the nodes' FQDNs.")
+    interface: Interface = Field("eth0", description="Interface name the nodes' NIC gets (matched by MAC, renamed by cloud-init).")
+    nameservers: list[ipaddress.IPv4Address] = Field(
+        [], max_length=3, description="DNS servers of the nodes, three at most (resolv.conf reads no more); none when empty."
+    )
 
 
 class Balancer(Strict):
-    """ldirectord's virtual service (the reference cluster's ldirectord.cf)."""
+    """The virtual service: ldirectord.cf (the reference cluster's), or keepalived's virtual_server."""
 
-    port: int = Field(80, ge=1, le=65535)
-    scheduler: Literal[ALL_SCHEDULERS] = Field("rr", description="IPVS scheduler; twos needs trixie")  # type: ignore[valid-type]
-    check_page: str = Field("ldirector.html", description="a page the webserver image serves (elements/imgbuild-webserver/static/var/www/html)")
-    # ldirectord cuts its config lines at '#' and matches `receive` as a Perl regex: plain words only.
-    check_receive: str = Field("Test Page", min_length=1, max_length=64, pattern=r"^[A-Za-z0-9 _,:;!'-]+$")
-    # A dead or hung web server is out of rotation after check_interval + check_timeout and one
-    # round of the other servers' checks (the reference cluster's 2 + 10 left one failing new connections for
-    # 12 s). A check of a live server takes 30-80 ms under emulation once ldirectord has loaded
-    # LWP's modules (LVSDirector preloads them; the first check used to take over a second).
-    check_interval: int = Field(1, ge=1, le=3600, description="seconds between checks")
-    check_timeout: int = Field(1, ge=1, le=3600, description="seconds a check may take")
-    # quiescent=yes (the reference cluster's) keeps a dead server in the table with weight 0, and IPVS reused
-    # its connection entries for clients' recycled ports: new connections failed for 35 s and more.
-    quiescent: bool = False
-    persistence: int | None = Field(None, ge=1, le=86400, description="sticky seconds")
+    port: int = Field(80, ge=1, le=65535, description="The VIP's port; the web servers' Apache listens on it too.")
+    scheduler: Literal[ALL_SCHEDULERS] = Field(  # type: ignore[valid-type]
+        "rr",
+        description=f"IPVS scheduler: {' '.join(SCHEDULERS['bookworm'])}; trixie also twos. verify expects: rr, wrr an "
+        "equal share per web server; sh, mh, dh, lblc, lblcr, fo (and any scheduler with persistence) one client on one "
+        "server; the others (by active connections) every web server under concurrent connections.",
+    )
+    check_page: str = Field(
+        "ldirector.html",
+        description="Health check: GET /<check_page> must contain check_receive. The page must be one the webserver image "
+        "serves (elements/imgbuild-webserver/static/var/www/html).",
+    )
+    check_receive: str = Field(
+        "Test Page",
+        min_length=1,
+        max_length=64,
+        pattern=r"^[A-Za-z0-9 _,:;!'-]+$",
+        description="Text the check page must contain: plain words on it (ldirectord reads it as a regex and cuts its "
+        "lines at '#').",
+    )
+    # The reference cluster's 2 + 10 left one failing new connections for 12 s. A check of a live
+    # server takes 30-80 ms under emulation once ldirectord has loaded LWP's modules (LVSDirector
+    # preloads them; the first check used to take over a second).
+    check_interval: int = Field(
+        1,
+        ge=1,
+        le=3600,
+        description="Seconds between checks. A dead or hung web server leaves rotation after check_interval + "
+        "check_timeout seconds and one round of checks of the others (a fraction of a second).",
+    )
+    check_timeout: int = Field(1, ge=1, le=3600, description="Seconds a check may take.")
+    # The reference cluster's quiescent=yes: IPVS reused a dead server's connection entries for
+    # clients' recycled ports, and new connections failed for 35 s and more.
+    quiescent: bool = Field(
+        False,
+        description="Keep a failed real server in the table with weight 0 instead of removing it (the reference "
+        "cluster's \"yes\"): IPVS then reuses the dead server's connection entries and new connections fail.",
+    )
+    persistence: int | None = Field(
+        None, ge=1, le=86400, description="Sticky sessions: seconds a client stays on the same web server.", examples=[300]
+    )
 
     @model_validator(mode="after")
     def _check(self) -> Balancer:
@@ -177,29 +225,50 @@ class Balancer(Strict):
 
 
 class HeartbeatLink(Strict):
-    """A second heartbeat path: a dedicated link between the two balancers (a crossover cable or
-    its own VLAN), as HA clusters are built, so that losing one path changes nothing. The
-    balancers take the subnet's first two host addresses, in the order of the node list."""
+    """A second heartbeat path on a link of its own between the two balancers (a crossover cable or
+    a dedicated VLAN on their second NIC), as HA clusters are built: with one path only, losing it
+    makes both balancers take the VIP. Each balancer takes the subnet's next host address, in the
+    order of [[nodes]]."""
 
-    enabled: bool = True
-    interface: Interface = "eth1"
-    subnet: Annotated[ipaddress.IPv4Network, AfterValidator(_host_subnet)] = ipaddress.IPv4Network("10.255.255.0/30")
+    enabled: bool = Field(True, description="Give the balancers the second path; false: heartbeats on network.interface only.")
+    interface: Interface = Field("eth1", description="The balancers' NIC on the link; not network.interface.")
+    subnet: Annotated[ipaddress.IPv4Network, AfterValidator(_host_subnet)] = Field(
+        ipaddress.IPv4Network("10.255.255.0/30"),
+        description="The link's subnet: two host addresses at least, apart from network.subnet.",
+    )
 
 
 class Heartbeat(Strict):
-    """ha.cf timing and transport. Times in milliseconds; defaults fail over fast: a node is dead
-    after 1 s without heartbeats (four missed), and a client saw 3 s of outage in verify."""
+    """heartbeat (ha.cf) timing and transport. Times in milliseconds; deadtime must exceed 2 x
+    keepalive. The defaults declare a peer dead after 1 s (four missed heartbeats); clients saw
+    1.2-1.6 s of outage at a balancer's power loss under emulation. Raise deadtime where the
+    heartbeat network can stall for a second."""
 
-    keepalive_ms: int = Field(250, ge=100, le=10_000)
-    deadtime_ms: int = Field(1000, ge=200, le=300_000)
-    warntime_ms: int = Field(500, ge=100, le=300_000)
-    initdead_ms: int = Field(10000, ge=200, le=600_000)
-    transports: list[Literal["bcast", "mcast", "ucast"]] = Field(["bcast"], min_length=1, max_length=3)
-    mcast_group: ipaddress.IPv4Address = ipaddress.IPv4Address("225.0.0.1")
-    udpport: int = Field(694, ge=1, le=65535)
-    auto_failback: bool = False
-    auth_method: Literal["sha1", "md5", "crc"] = "sha1"
-    ipfail: bool = True
+    keepalive_ms: int = Field(250, ge=100, le=10_000, description="Interval between heartbeats.")
+    deadtime_ms: int = Field(
+        1000, ge=200, le=300_000, description="Silence after which the peer is dead and its resources are taken over."
+    )
+    warntime_ms: int = Field(
+        500, ge=100, le=300_000, description="Silence after which a late heartbeat is logged; from keepalive_ms to below deadtime_ms."
+    )
+    initdead_ms: int = Field(
+        10000, ge=200, le=600_000, description="The deadtime at startup, while the network comes up; deadtime_ms at least."
+    )
+    transports: list[Literal["bcast", "mcast", "ucast"]] = Field(
+        ["bcast"],
+        min_length=1,
+        max_length=3,
+        description='Any of "bcast", "mcast", "ucast", each once: heartbeats go out by every one listed, on every path.',
+    )
+    mcast_group: ipaddress.IPv4Address = Field(ipaddress.IPv4Address("225.0.0.1"), description="The mcast transport's group.")
+    udpport: int = Field(694, ge=1, le=65535, description="UDP port of the heartbeats.")
+    auto_failback: bool = Field(
+        False, description="Move the VIP back to the first balancer when it returns; keepalived's preemption follows it too."
+    )
+    auth_method: Literal["sha1", "md5", "crc"] = Field(
+        "sha1", description='authkeys method: "sha1" (default) or "md5" (the reference cluster\'s, warned about).'
+    )
+    ipfail: bool = Field(True, description="Run ipfail (needs ping nodes, i.e. network.gateway, to be useful).")
     link: HeartbeatLink = HeartbeatLink()
 
     @model_validator(mode="after")
@@ -220,11 +289,15 @@ class Heartbeat(Strict):
 
 
 class Ha(Strict):
-    """Which HA stack holds the VIP and drives IPVS. Both are in the loadbalancer image; the seed
-    configures one and the other stays inert."""
+    """Which HA stack holds the VIP and drives IPVS. The loadbalancer image carries both; the seed
+    configures one and the other stays inert. Both take [balancer] as it is, and preemption follows
+    heartbeat.auto_failback."""
 
     stack: Literal["heartbeat", "keepalived"] = Field(
-        "heartbeat", description="heartbeat: the reference cluster's heartbeat v1 + ldirectord; keepalived: VRRP and its own health checks"
+        "heartbeat",
+        description='"heartbeat": the reference cluster\'s heartbeat v1 with ldirectord ([heartbeat]). "keepalived": VRRPv3 '
+        "for the VIP, keepalived's own HTTP check of check_page for check_receive, the connection sync following the "
+        "VRRP state ([keepalived]).",
     )
 
 
@@ -234,12 +307,21 @@ class Keepalived(Strict):
     (256 - priority) / 256 adverts. Preemption follows heartbeat.auto_failback, and the virtual
     server takes [balancer] as ldirectord does."""
 
-    advert_ms: int = Field(200, ge=10, le=25_500, multiple_of=10, description="VRRP advert interval (VRRPv3 counts centiseconds)")
-    virtual_router_id: int = Field(51, ge=1, le=255, description="unique among the VRRP routers of the segment")
-    priorities: list[Annotated[int, Field(ge=1, le=254)]] = Field(
-        [150, 100], min_length=2, max_length=2, description="the two balancers' VRRP priorities, in node order"
+    advert_ms: int = Field(
+        200, ge=10, le=25_500, multiple_of=10, description="VRRP advert interval (VRRPv3 counts centiseconds: a multiple of 10 ms)."
     )
-    unicast: bool = Field(True, description="adverts to the peer's address only; false: multicast to 224.0.0.18")
+    virtual_router_id: int = Field(51, ge=1, le=255, description="VRRP router id, unique among the VRRP routers of the segment.")
+    priorities: list[Annotated[int, Field(ge=1, le=254)]] = Field(
+        [150, 100],
+        min_length=2,
+        max_length=2,
+        description="The two balancers' VRRP priorities (1-254, different), in the order of [[nodes]].",
+    )
+    unicast: bool = Field(
+        True,
+        description="Adverts to the peer's address only (no multicast on the segment; VRRPv3 has no authentication, so "
+        "only the peer's address is accepted). false: multicast to 224.0.0.18.",
+    )
 
     @model_validator(mode="after")
     def _priorities(self) -> Keepalived:
@@ -249,14 +331,20 @@ class Keepalived(Strict):
 
 
 class Admin(Strict):
-    """The key-based admin user that operators and `imgbuild verify` log in as."""
+    """The admin user every node gets, that operators and `imgbuild verify` log in as. Password
+    login stays off unless a password is set."""
 
-    user: Hostname = "admin"
+    user: Hostname = Field("admin", description="Login name; not one of the images' system accounts (root, www-data, ...).")
     ssh_keys: list[Annotated[str, StringConstraints(max_length=16384)]] = Field(
-        [], max_length=32, description="public keys; a per-cluster key is generated when empty"
+        [],
+        max_length=32,
+        description="OpenSSH public key lines; without any, imgbuild generates a per-cluster key pair in its state directory.",
     )
     password: Annotated[str, StringConstraints(min_length=8, max_length=256), AfterValidator(_plain_text)] | None = Field(
-        None, description="plain text, hashed with sha512_crypt; login stays key-only when unset"
+        None,
+        description="Plain text, 8 characters at least; only its sha512_crypt hash reaches the nodes. Login stays "
+        "key-only when unset.",
+        examples=["at least 8 characters"],
     )
 
     @model_validator(mode="after")
@@ -271,14 +359,35 @@ class Admin(Strict):
 
 
 class Build(Strict):
-    release: Literal[RELEASES] = Field("trixie", description="Debian release of the images: trixie (stable) or bookworm (oldstable)")  # type: ignore[valid-type]
-    mirror: Annotated[str, StringConstraints(max_length=2048)] | None = Field(None, description="Debian mirror URL; the host's apt sources when unset")
-    security_mirror: Annotated[str, StringConstraints(max_length=2048)] | None = Field(None, description="Debian security mirror URL; the host's when unset")
-    kernel: Literal["cloud-amd64", "amd64"] = "cloud-amd64"
-    image_size_gb: float | None = Field(None, gt=0.5, le=64, description="root filesystem size; fitted to the content when unset")
-    formats: list[Literal["qcow2", "raw"]] = Field(["qcow2", "raw"], min_length=1)
+    """What `imgbuild build` makes: the Debian release and its mirrors, the kernel, the image formats."""
+
+    release: Literal[RELEASES] = Field(  # type: ignore[valid-type]
+        "trixie",
+        description='Debian release: "trixie" (stable) or "bookworm" (oldstable); images of each sit side by side '
+        "(images/<release>/).",
+    )
+    mirror: Annotated[str, StringConstraints(max_length=2048)] | None = Field(
+        None, description="Debian mirror URL; taken from the host's apt sources when unset.", examples=["http://deb.example.org/debian"]
+    )
+    security_mirror: Annotated[str, StringConstraints(max_length=2048)] | None = Field(
+        None,
+        description="Debian security mirror URL; taken from the host's apt sources when unset.",
+        examples=["http://deb.example.org/debian-security"],
+    )
+    kernel: Literal["cloud-amd64", "amd64"] = Field(
+        "cloud-amd64", description='Kernel flavour: "cloud-amd64" (lean, VMs and clouds) or "amd64" (bare metal).'
+    )
+    image_size_gb: float | None = Field(
+        None, gt=0.5, le=64, description="Root filesystem size in GiB; fitted to the content when unset.", examples=[2.0]
+    )
+    formats: list[Literal["qcow2", "raw"]] = Field(
+        ["qcow2", "raw"], min_length=1, description="Formats of the root filesystem image (<role>.qcow2 is zstd-compressed)."
+    )
     disk_formats: list[Literal["qcow2", "raw"]] = Field(
-        ["qcow2"], min_length=1, description="whole-disk image (partitioned, BIOS and UEFI bootable) formats"
+        ["qcow2"],
+        min_length=1,
+        description="Formats of the whole-disk image (<role>.disk.*: partitioned, boots under BIOS and UEFI) for OpenStack "
+        "and bare metal.",
     )
 
     @model_validator(mode="after")
@@ -291,21 +400,25 @@ class Build(Strict):
 
 
 class OpenStack(Strict):
-    """Glance image properties for the whole-disk images."""
+    """Glance properties of the whole-disk images (`imgbuild openstack-args`)."""
 
-    firmware: Literal["bios", "uefi"] = Field("bios", description="hw_firmware_type; the disk boots under both")
-    min_ram_mb: int = Field(512, ge=128, le=1_048_576)
+    firmware: Literal["bios", "uefi"] = Field("bios", description='hw_firmware_type: "bios" or "uefi"; the disk boots under both.')
+    min_ram_mb: int = Field(512, ge=128, le=1_048_576, description="min_ram: the least RAM, in MiB, a flavour must have to boot them.")
 
 
 class Pxe(Strict):
-    """Where the PXE tree is served from; its URLs are written into the boot scripts."""
+    """Where `imgbuild pxe --serve` serves the PXE tree; its URLs go into the boot scripts."""
 
-    server: ipaddress.IPv4Address | None = Field(None, description="the highest free subnet address when unset")
-    http_port: int = Field(8080, ge=1, le=65535)
+    server: ipaddress.IPv4Address | None = Field(
+        None, description="The server's address; the subnet's highest free address when unset.", examples=["192.168.0.254"]
+    )
+    http_port: int = Field(8080, ge=1, le=65535, description="The HTTP port it serves on.")
 
 
 class Cluster(Strict):
-    name: Hostname = "ultramonkey"
+    """The whole cluster description: what `imgbuild init` writes and every command reads."""
+
+    name: Hostname = Field("ultramonkey", description="Cluster name: names the generated secrets in the state directory.")
     nodes: list[Node] = Field(
         max_length=64,
         default_factory=lambda: [
