@@ -15,8 +15,8 @@ import argparse
 import json
 import os
 import re
-import statistics
 import shutil
+import statistics
 import sys
 import tempfile
 import time
@@ -48,12 +48,34 @@ def bench_build(scratch: Path, release: str) -> dict:
     scratch = scratch / release
     scratch.mkdir()
     mirrors = mirror.resolve(release)
-    env = dict(os.environ, PATH=preflight.tool_path(), DIB_RELEASE=release, DIB_DISTRIBUTION_MIRROR=mirrors.main,
-               DIB_DEBIAN_SECURITY_MIRROR=mirrors.security, DIB_IMAGE_CACHE=str(scratch / "plain-cache"))  # fmt: skip
+    env = dict(
+        os.environ,
+        PATH=preflight.tool_path(),
+        DIB_RELEASE=release,
+        DIB_DISTRIBUTION_MIRROR=mirrors.main,
+        DIB_DEBIAN_SECURITY_MIRROR=mirrors.security,
+        DIB_IMAGE_CACHE=str(scratch / "plain-cache"),
+    )
     plain_out = scratch / "plain" / "image"
     plain_out.parent.mkdir()
-    plain = timed(["disk-image-create", "-a", "amd64", "-o", str(plain_out), "-t", "qcow2",
-                   "debian-minimal", "baremetal", "openssh-server", "-p", PLAIN_PACKAGES], env, scratch / "plain.log")  # fmt: skip
+    plain = timed(
+        [
+            "disk-image-create",
+            "-a",
+            "amd64",
+            "-o",
+            str(plain_out),
+            "-t",
+            "qcow2",
+            "debian-minimal",
+            "baremetal",
+            "openssh-server",
+            "-p",
+            PLAIN_PACKAGES,
+        ],
+        env,
+        scratch / "plain.log",
+    )
     ours_env = dict(os.environ, IMGBUILD_CACHE=str(scratch / "imgbuild-cache"))
     out = scratch / "images"
     ours = [*IMGBUILD, "build", "--release", release, "--output", str(out)]
@@ -95,8 +117,16 @@ def verify_figures(report: dict) -> dict:
         "cluster_ready_s": report.get("cluster_ready_seconds"),
         "verify_total_s": report["total_seconds"],
         "measurements": report.get("measurements"),
-        "drills": {d["name"]: {"bound_s": d["bound_s"], "passed": d["passed"], **d["figures"]} for d in report.get("drills", [])},
-        "targets": {"cluster_ready_s": 120, "verify_total_s": 300, "failover_outage_s": 2.0, "webserver_out_of_rotation_s": 3.0},
+        "drills": {
+            d["name"]: {"bound_s": d["bound_s"], "passed": d["passed"], **d["figures"]}
+            for d in report.get("drills", [])
+        },
+        "targets": {
+            "cluster_ready_s": 120,
+            "verify_total_s": 300,
+            "failover_outage_s": 2.0,
+            "webserver_out_of_rotation_s": 3.0,
+        },
     }
 
 
@@ -136,7 +166,9 @@ def run_faults(rounds: int, release: str, config: Path) -> dict:
     """The fault matrix `rounds` times on one booted cluster (imgbuild verify --faults --rounds)."""
     # The run's report directory (report.json, report.html, the pictures, the HA logs) is kept
     # under reports/: a failed round is read there, not guessed at.
-    return verify_report("--config", str(config), "--release", release, "--faults", "--rounds", str(rounds), "--reports", "reports")
+    return verify_report(
+        "--config", str(config), "--release", release, "--faults", "--rounds", str(rounds), "--reports", "reports"
+    )
 
 
 def faults_figures(report: dict) -> dict:
@@ -161,10 +193,17 @@ def side_by_side(per_stack: dict[str, dict]) -> list[dict]:
         row: dict = {"drill": name}
         for stack, figures in per_stack.items():
             m = figures["drills"].get(name)
-            row[stack] = None if m is None else {
-                "passed": f"{m['passed']}/{m['rounds']}", "outage_p50_s": m["outage_p50_s"], "outage_max_s": m["outage_max_s"],
-                m["bounded_figure"] + "_max": m["bounded_max"], "failed_requests": m["failed_requests"],
-            }  # fmt: skip
+            row[stack] = (
+                None
+                if m is None
+                else {
+                    "passed": f"{m['passed']}/{m['rounds']}",
+                    "outage_p50_s": m["outage_p50_s"],
+                    "outage_max_s": m["outage_max_s"],
+                    m["bounded_figure"] + "_max": m["bounded_max"],
+                    "failed_requests": m["failed_requests"],
+                }
+            )
         rows.append(row)
     return rows
 
@@ -173,8 +212,23 @@ def kept_ssh(cluster: Cluster) -> tuple[list[str], dict[str, str]]:
     """The argv prefix that runs a command on a node of a cluster left by `verify --keep`, and its nodes' addresses."""
     record = json.loads(state.read_private(state.cluster_dir(cluster.name) / "kept.json"))
     key, _ = state.admin_key(cluster.name)
-    ssh = ["ip", "netns", "exec", record["netns"], "ssh", "-i", str(key), "-o", "StrictHostKeyChecking=no",
-           "-o", "UserKnownHostsFile=/dev/null", "-o", "LogLevel=ERROR", "-l", cluster.admin.user]  # fmt: skip
+    ssh = [
+        "ip",
+        "netns",
+        "exec",
+        record["netns"],
+        "ssh",
+        "-i",
+        str(key),
+        "-o",
+        "StrictHostKeyChecking=no",
+        "-o",
+        "UserKnownHostsFile=/dev/null",
+        "-o",
+        "LogLevel=ERROR",
+        "-l",
+        cluster.admin.user,
+    ]
     return ssh, record["nodes"]
 
 
@@ -182,8 +236,22 @@ def bench_idle(scratch: Path, minutes: float, advert_ms: int) -> dict:
     """keepalived's cluster left alone for `minutes`: every VRRP state change after it was ready
     (a backup that became master while the master ran is a false failover)."""
     config = stack_config(scratch, "keepalived", advert_ms=advert_ms)
-    boot = run([*IMGBUILD, "verify", "--config", str(config), "--keep", "-k", "vrrp_states", "--reports", str(scratch / "reports"), "--json"],
-               text=True, check=False)  # fmt: skip
+    boot = run(
+        [
+            *IMGBUILD,
+            "verify",
+            "--config",
+            str(config),
+            "--keep",
+            "-k",
+            "vrrp_states",
+            "--reports",
+            str(scratch / "reports"),
+            "--json",
+        ],
+        text=True,
+        check=False,
+    )
     try:
         report = json.loads(boot.stdout)
         assert report["exit_code"] == 0, report["checks"]
@@ -198,7 +266,12 @@ def bench_idle(scratch: Path, minutes: float, advert_ms: int) -> dict:
         transitions = {}
         for name in balancers:
             log = on(name, "sudo journalctl -b -o short-unix --no-pager SYSLOG_FACILITY=16").splitlines()
-            transitions[name] = [line for line in log if re.search(r"Entering \w+ STATE|advertisement timeout", line) and float(line.split()[0]) > started[name]]
+            transitions[name] = [
+                line
+                for line in log
+                if re.search(r"Entering \w+ STATE|advertisement timeout", line)
+                and float(line.split()[0]) > started[name]
+            ]
     finally:
         run([*IMGBUILD, "verify", "--config", str(config), "--down"], check=False)
     return {
@@ -213,12 +286,19 @@ def bench_idle(scratch: Path, minutes: float, advert_ms: int) -> dict:
 def bench_deploy(work: Path) -> dict:
     """Whole-disk assembly and artefact sizes from the manifests, boot figures from tests/integration/test_deploy.py."""
     figures = json.loads((work / "deploy-figures.json").read_text())
-    manifests = {role: json.loads((work / "images" / DEFAULT_RELEASE / role / "manifest.json").read_text()) for role in ("loadbalancer", "webserver")}
+    manifests = {
+        role: json.loads((work / "images" / DEFAULT_RELEASE / role / "manifest.json").read_text())
+        for role in ("loadbalancer", "webserver")
+    }
     return {
         "release": DEFAULT_RELEASE,
         "whole_disk_assembly_s": {role: m["disk_assembly_seconds"] for role, m in manifests.items()},
-        "artefact_bytes": {role: {kind: a["bytes"] for kind, a in m["artefacts"].items()} for role, m in manifests.items()},
-        "whole_disk_virtual_bytes": {role: m["artefacts"]["disk-qcow2"]["virtual_bytes"] for role, m in manifests.items()},
+        "artefact_bytes": {
+            role: {kind: a["bytes"] for kind, a in m["artefacts"].items()} for role, m in manifests.items()
+        },
+        "whole_disk_virtual_bytes": {
+            role: m["artefacts"]["disk-qcow2"]["virtual_bytes"] for role, m in manifests.items()
+        },
         **figures,
         "note": "boot-to-ready = QEMU start until cloud-init's final message and SSH; TCG, two VMs at a time for firmware, one for PXE",
     }
@@ -227,10 +307,16 @@ def bench_deploy(work: Path) -> dict:
 def arguments() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("which", nargs="?", default="build", choices=["build", "verify", "deploy", "faults", "idle"])
-    parser.add_argument("given", nargs="*", help="verify: report.json files; deploy: the test work folder; faults: rounds or a report.json")
+    parser.add_argument(
+        "given",
+        nargs="*",
+        help="verify: report.json files; deploy: the test work folder; faults: rounds or a report.json",
+    )
     parser.add_argument("--release", action="append", choices=RELEASES, help="repeatable; see above for the default")
     parser.add_argument("--stacks", default="heartbeat", help="faults: HA stacks, comma-separated, side by side")
-    parser.add_argument("--advert-ms", type=int, default=Cluster().keepalived.advert_ms, help="idle: keepalived's advert interval")
+    parser.add_argument(
+        "--advert-ms", type=int, default=Cluster().keepalived.advert_ms, help="idle: keepalived's advert interval"
+    )
     return parser.parse_args()
 
 
@@ -245,7 +331,10 @@ def main() -> None:
             given = args.given[0] if args.given else "5"
             release = (args.release or [DEFAULT_RELEASE])[0]
             if given.isdigit():
-                reports = {stack: run_faults(int(given), release, stack_config(scratch, stack)) for stack in args.stacks.split(",")}
+                reports = {
+                    stack: run_faults(int(given), release, stack_config(scratch, stack))
+                    for stack in args.stacks.split(",")
+                }
             else:
                 reports = read_reports(args.given, "stack", "heartbeat")
             per_stack = {stack: faults_figures(report) for stack, report in reports.items()}
@@ -256,7 +345,10 @@ def main() -> None:
             if args.given:
                 reports = read_reports(args.given, "release", "bookworm")
             else:
-                reports = {r: verify_report("--release", r, "--reports", str(scratch / "reports")) for r in args.release or RELEASES}
+                reports = {
+                    r: verify_report("--release", r, "--reports", str(scratch / "reports"))
+                    for r in args.release or RELEASES
+                }
             figures = {"releases": {release: verify_figures(report) for release, report in reports.items()}}
         else:
             figures = {"releases": {release: bench_build(scratch, release) for release in args.release or RELEASES}}

@@ -12,8 +12,8 @@ import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Any, TypedDict
 from pathlib import Path
+from typing import Any, TypedDict
 
 from imgbuild import ui
 from imgbuild.builder import dib, imagefs, mirror, preflight, wholedisk
@@ -22,9 +22,10 @@ from imgbuild.builder.elements import role_elements
 from imgbuild.builder.mirror import Mirrors
 from imgbuild.builder.openstack import image_properties
 from imgbuild.model import Build, Cluster, OpenStack, Role
-from imgbuild.publish import output_dir, staged
 from imgbuild.paths import MANIFEST, SUFFIX, build_log, release_dir, role_dir
+from imgbuild.publish import output_dir, staged
 from imgbuild.run import logging_to, run
+
 
 class Artefact(TypedDict, total=False):
     file: str
@@ -96,8 +97,23 @@ def _whole_disk(stem: Path, build: Build, work: Path) -> int:
     work.mkdir()
     lay = wholedisk.assemble(stem.with_suffix(".raw"), disk, work)
     if "qcow2" in build.disk_formats:
-        run(["qemu-img", "convert", "-c", "-f", "raw", "-O", "qcow2", "-o", dib.QEMU_IMG_OPTIONS, disk, stem.with_suffix(".disk.qcow2")],
-            why="converting the whole disk to qcow2", hint="check the free space of the output directory")  # fmt: skip
+        run(
+            [
+                "qemu-img",
+                "convert",
+                "-c",
+                "-f",
+                "raw",
+                "-O",
+                "qcow2",
+                "-o",
+                dib.QEMU_IMG_OPTIONS,
+                disk,
+                stem.with_suffix(".disk.qcow2"),
+            ],
+            why="converting the whole disk to qcow2",
+            hint="check the free space of the output directory",
+        )
     return lay.disk_bytes
 
 
@@ -210,7 +226,9 @@ def build_roles(
     """Build the roles in parallel (dib is mostly I/O and dpkg); the first failure is raised."""
     with ThreadPoolExecutor(max_workers=len(roles)) as pool:
         futures = {
-            role: pool.submit(build_role, role, build, mirrors, output, force, openstack, functools.partial(on_phase, role))
+            role: pool.submit(
+                build_role, role, build, mirrors, output, force, openstack, functools.partial(on_phase, role)
+            )
             for role in roles
         }
         try:
@@ -220,8 +238,12 @@ def build_roles(
             raise
 
 
-def build_with_progress(roles: list[Role], cluster: Cluster, mirrors: Mirrors, output: Path, force: bool = False) -> dict[Role, Result]:
+def build_with_progress(
+    roles: list[Role], cluster: Cluster, mirrors: Mirrors, output: Path, force: bool = False
+) -> dict[Role, Result]:
     """build_roles into output/<release>/ with one live progress line per role (imgbuild build, imgbuild verify)."""
     images = release_dir(output, cluster.build.release)
     with ui.progress([r.value for r in roles]) as update:
-        return build_roles(roles, cluster.build, mirrors, images, force, cluster.openstack, lambda r, status: update(r.value, status))
+        return build_roles(
+            roles, cluster.build, mirrors, images, force, cluster.openstack, lambda r, status: update(r.value, status)
+        )

@@ -9,9 +9,8 @@ import subprocess
 import threading
 from collections import deque
 from collections.abc import Callable
-from pathlib import Path
-
 from importlib.metadata import version
+from pathlib import Path
 
 from imgbuild.builder.elements import elements_dir, role_elements
 from imgbuild.builder.mirror import Mirrors
@@ -36,7 +35,17 @@ def dib_version() -> str:
 def command(role: Role, build: Build, out_stem: Path) -> list[str]:
     # raw is always made: the manifest reads its package list and the whole disk is assembled
     # from it. The PXE root (.squashfs) comes from imgbuild-common's cleanup hook.
-    cmd = ["disk-image-create", "-a", "amd64", "-o", str(out_stem), "-t", "qcow2,raw", "--qemu-img-options", QEMU_IMG_OPTIONS]
+    cmd = [
+        "disk-image-create",
+        "-a",
+        "amd64",
+        "-o",
+        str(out_stem),
+        "-t",
+        "qcow2,raw",
+        "--qemu-img-options",
+        QEMU_IMG_OPTIONS,
+    ]
     if build.image_size_gb:
         cmd += ["--image-size", f"{build.image_size_gb}"]
     return cmd + role_elements(role)
@@ -93,7 +102,15 @@ def run(cmd: list[str], env: dict[str, str], log_path: Path, on_phase: Callable[
     with log_path.open("a") as log:
         log.write("$ " + " ".join(cmd) + "\n")
         log.flush()
-        proc = start(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, errors="replace", start_new_session=True)
+        proc = start(
+            cmd,
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+            errors="replace",
+            start_new_session=True,
+        )
         with _running_lock:
             _running.add(proc)
         try:

@@ -22,7 +22,12 @@ ARP_SYSCTLS_FILE = "imgbuild-webserver/static/etc/sysctl.d/60-imgbuild-lvs-dr.co
 def arp_sysctls() -> dict[str, int]:
     """key -> value of the web server image's ARP sysctls, read from its element."""
     lines = (elements_dir() / ARP_SYSCTLS_FILE).read_text().splitlines()
-    return {key.strip(): int(value) for line in lines if line.strip() and not line.startswith("#") for key, value in [line.split("=")]}
+    return {
+        key.strip(): int(value)
+        for line in lines
+        if line.strip() and not line.startswith("#")
+        for key, value in [line.split("=")]
+    }
 
 
 def role_elements(role: Role) -> list[str]:
@@ -43,6 +48,8 @@ def element_files(role: Role) -> list[Path]:
                     wanted.add(dep)
                     pending.append(dep)
     return sorted(
-        p for name in wanted for p in (root / name).rglob("*")
+        p
+        for name in wanted
+        for p in (root / name).rglob("*")
         if p.is_file() and "__pycache__" not in p.parts and p.name != "README.rst"
-    )  # fmt: skip
+    )

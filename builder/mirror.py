@@ -64,7 +64,9 @@ def _deb822_sources(text: str) -> list[Source]:
         if "deb" not in fields.get("types", "").split() or fields.get("enabled", "yes") == "no":
             continue
         for uri in fields.get("uris", "").split():
-            sources.append(Source(uri, tuple(fields.get("suites", "").split()), tuple(fields.get("components", "").split())))
+            sources.append(
+                Source(uri, tuple(fields.get("suites", "").split()), tuple(fields.get("components", "").split()))
+            )
     return sources
 
 

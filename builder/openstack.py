@@ -34,10 +34,18 @@ def image_properties(disk_format: str, virtual_bytes: int, release: str, opensta
 
 def image_create_args(name: str, file: str, glance: dict) -> list[str]:
     args = [
-        "openstack", "image", "create",
-        "--disk-format", glance["disk_format"], "--container-format", glance["container_format"],
-        "--min-disk", str(glance["min_disk"]), "--min-ram", str(glance["min_ram"]),
-    ]  # fmt: skip
+        "openstack",
+        "image",
+        "create",
+        "--disk-format",
+        glance["disk_format"],
+        "--container-format",
+        glance["container_format"],
+        "--min-disk",
+        str(glance["min_disk"]),
+        "--min-ram",
+        str(glance["min_ram"]),
+    ]
     for key, value in glance["properties"].items():
         args += ["--property", f"{key}={value}"]
     return [*args, "--file", file, name]

@@ -62,7 +62,9 @@ def require_space(path: Path, gib: float = MIN_FREE_GIB) -> None:
         probe = probe.parent
     free = shutil.disk_usage(probe).free / 2**30
     if free < gib:
-        raise UserError(f"only {free:.1f} GiB free under {probe}; a build needs {gib} GiB: free space or pass --output elsewhere")
+        raise UserError(
+            f"only {free:.1f} GiB free under {probe}; a build needs {gib} GiB: free space or pass --output elsewhere"
+        )
 
 
 def require_dib() -> None:

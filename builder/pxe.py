@@ -45,7 +45,12 @@ def ip_arg(cluster: Cluster, node: Node) -> str:
 
 def node_cmdline(cluster: Cluster, node: Node) -> str:
     url = pxe_base_url(cluster)
-    return pxe_cmdline(f"{url}/{node.role.value}/{PXE_ROLE_FILES['squashfs']}", f"{url}/seeds/{node.name}/", ip_arg(cluster, node), cluster.build.release)
+    return pxe_cmdline(
+        f"{url}/{node.role.value}/{PXE_ROLE_FILES['squashfs']}",
+        f"{url}/seeds/{node.name}/",
+        ip_arg(cluster, node),
+        cluster.build.release,
+    )
 
 
 def ipxe_script(cluster: Cluster, node: Node) -> str:
@@ -107,7 +112,9 @@ def write_tree(cluster: Cluster, output: Path, seeds: Path, out: Path) -> dict:
     for role in roles:
         for kind in PXE_ROLE_FILES:
             if not artefact(images, role, kind).is_file():
-                raise UserError(f"{artefact(images, role, kind)} is missing; run `imgbuild build --output {output}` first")
+                raise UserError(
+                    f"{artefact(images, role, kind)} is missing; run `imgbuild build --output {output}` first"
+                )
     for node in cluster.nodes:
         if not (seed_dir(seeds, node) / "user-data").is_file():
             raise UserError(f"no seed for {node.name} in {seeds}; run `imgbuild seed --seeds {seeds}` first")

@@ -91,7 +91,20 @@ def _run(*cmd: str) -> None:
 
 
 def _grub_image(target: str, modules: list[str], config: Path, out: Path) -> None:
-    _run("grub-mkimage", "-O", target, "-d", str(GRUB_DIR / target), "-c", str(config), "-p", "/boot/grub", "-o", str(out), *modules)
+    _run(
+        "grub-mkimage",
+        "-O",
+        target,
+        "-d",
+        str(GRUB_DIR / target),
+        "-c",
+        str(config),
+        "-p",
+        "/boot/grub",
+        "-o",
+        str(out),
+        *modules,
+    )
 
 
 def _write_at(disk: Path, offset: int, data: bytes) -> None:
@@ -141,8 +154,13 @@ def assemble(root_fs: Path, disk: Path, work: Path) -> Layout:
     lay = layout(root_fs.stat().st_size)
     with disk.open("wb") as f:
         f.truncate(lay.disk_bytes)
-    run(["sfdisk", "--quiet", "--no-reread", "--no-tell-kernel", disk], input=sfdisk_script(lay), text=True,
-        why="partitioning the whole disk", hint="install fdisk")
+    run(
+        ["sfdisk", "--quiet", "--no-reread", "--no-tell-kernel", disk],
+        input=sfdisk_script(lay),
+        text=True,
+        why="partitioning the whole disk",
+        hint="install fdisk",
+    )
     _copy_sparse(root_fs, disk, lay.root.start)
 
     config = work / "grub-embedded.cfg"

@@ -41,8 +41,12 @@ def yaml_string(value: object) -> str:
 
 
 def _env() -> jinja2.Environment:
-    loader = jinja2.FunctionLoader(lambda name: resources.files("imgbuild.cloudinit").joinpath("templates", name).read_text())
-    env = jinja2.Environment(loader=loader, undefined=jinja2.StrictUndefined, trim_blocks=True, keep_trailing_newline=True)
+    loader = jinja2.FunctionLoader(
+        lambda name: resources.files("imgbuild.cloudinit").joinpath("templates", name).read_text()
+    )
+    env = jinja2.Environment(
+        loader=loader, undefined=jinja2.StrictUndefined, trim_blocks=True, keep_trailing_newline=True
+    )
     env.filters["yaml"] = yaml_string
     return env
 
@@ -79,7 +83,14 @@ def node_files(cluster: Cluster, node: Node, secrets: Secrets) -> list[dict]:
     lvs_sync = {"path": "/etc/default/lvs-sync", "mode": "0644", "content": render("lvs-sync.j2")}
     if node.role == Role.loadbalancer and cluster.ha.stack == "keepalived":
         priority = cluster.keepalived.priorities[ctx["balancers"].index(node)]
-        return [{"path": "/etc/keepalived/keepalived.conf", "mode": "0644", "content": render("keepalived.conf.j2", priority=priority)}, lvs_sync]
+        return [
+            {
+                "path": "/etc/keepalived/keepalived.conf",
+                "mode": "0644",
+                "content": render("keepalived.conf.j2", priority=priority),
+            },
+            lvs_sync,
+        ]
     if node.role == Role.loadbalancer:
         return [
             {"path": "/etc/ha.d/ha.cf", "mode": "0644", "content": render("ha.cf.j2")},

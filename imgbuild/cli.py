@@ -8,7 +8,7 @@ import signal
 import sys
 from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated, Any, Optional
+from typing import Annotated, Any
 
 import typer
 
@@ -17,13 +17,18 @@ from imgbuild.errors import UsageError, UserError
 
 app = typer.Typer(no_args_is_help=True, add_completion=False, help=__doc__)
 
-ConfigOpt = Annotated[Optional[Path], typer.Option("--config", "-c", help="cluster description (TOML); the reference cluster when omitted")]
+ConfigOpt = Annotated[
+    Path | None,
+    typer.Option("--config", "-c", help="cluster description (TOML); the reference cluster when omitted"),
+]
 JsonOpt = Annotated[bool, typer.Option("--json", help="print machine-readable JSON on stdout")]
 OutputOpt = Annotated[Path, typer.Option("--output", "-o", help="directory of the role images")]
 DEFAULT_OUTPUT = Path("images")
 # An Enum, so that typer offers and checks the choices.
 Release = enum.Enum("Release", {r: r for r in model.RELEASES}, type=str)  # type: ignore[misc]
-ReleaseOpt = Annotated[Optional[Release], typer.Option("--release", help="Debian release; the cluster file's build.release when omitted")]
+ReleaseOpt = Annotated[
+    Release | None, typer.Option("--release", help="Debian release; the cluster file's build.release when omitted")
+]
 
 
 def user_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
@@ -58,11 +63,16 @@ def init(
 @app.command()
 @user_errors
 def build(
-    role: Annotated[Optional[list[str]], typer.Option("--role", "-r", help="loadbalancer or webserver (repeatable); both when omitted")] = None,
+    role: Annotated[
+        list[str] | None,
+        typer.Option("--role", "-r", help="loadbalancer or webserver (repeatable); both when omitted"),
+    ] = None,
     config: ConfigOpt = None,
     output: OutputOpt = DEFAULT_OUTPUT,
-    mirror: Annotated[Optional[str], typer.Option(help="Debian mirror URL (env IMGBUILD_MIRROR)")] = None,
-    security_mirror: Annotated[Optional[str], typer.Option(help="Debian security mirror URL (env IMGBUILD_SECURITY_MIRROR)")] = None,
+    mirror: Annotated[str | None, typer.Option(help="Debian mirror URL (env IMGBUILD_MIRROR)")] = None,
+    security_mirror: Annotated[
+        str | None, typer.Option(help="Debian security mirror URL (env IMGBUILD_SECURITY_MIRROR)")
+    ] = None,
     release: ReleaseOpt = None,
     force: Annotated[bool, typer.Option("--force", help="rebuild even when nothing changed")] = False,
     json_out: JsonOpt = False,
@@ -77,7 +87,9 @@ def build(
     mirrors = mirrors_mod.resolve(b.release, mirror or b.mirror, security_mirror or b.security_mirror)
     results = builder.build_with_progress(roles, cluster, mirrors, output, force)
     for r, result in results.items():
-        how = "unchanged, cached" if result.cached else f"built in {result.manifest['build_seconds']} s, log {result.log}"
+        how = (
+            "unchanged, cached" if result.cached else f"built in {result.manifest['build_seconds']} s, log {result.log}"
+        )
         ui.ok(f"{r.value}: {paths.role_dir(paths.release_dir(output, b.release), r)}/ ({how})")
     if json_out:
         ui.emit_json({r.value: result.manifest for r, result in results.items()})
@@ -90,13 +102,16 @@ DEFAULT_SEEDS = Path("seeds")
 @app.command()
 @user_errors
 def seed(
-    node: Annotated[Optional[list[str]], typer.Option("--node", "-n", help="node name (repeatable); all nodes when omitted")] = None,
+    node: Annotated[
+        list[str] | None, typer.Option("--node", "-n", help="node name (repeatable); all nodes when omitted")
+    ] = None,
     config: ConfigOpt = None,
     seeds: SeedsOpt = DEFAULT_SEEDS,
     json_out: JsonOpt = False,
 ) -> None:
     """Render each node's cloud-init seed: NoCloud ISO, config drive, plain files."""
-    from imgbuild.cloudinit import credentials, seeds as seeds_mod
+    from imgbuild.cloudinit import credentials
+    from imgbuild.cloudinit import seeds as seeds_mod
 
     cluster = model.load(config)
     nodes = [cluster.node(n) for n in node] if node else cluster.nodes
@@ -143,7 +158,9 @@ def pxe(
     tree: Annotated[Path, typer.Option("--tree", help="where the PXE tree is written")] = Path("pxe"),
     release: ReleaseOpt = None,
     serve: Annotated[bool, typer.Option("--serve", help="then serve it over HTTP until Ctrl-C")] = False,
-    interface: Annotated[Optional[str], typer.Option(help="with --serve: also answer DHCP and TFTP on this interface (dnsmasq)")] = None,
+    interface: Annotated[
+        str | None, typer.Option(help="with --serve: also answer DHCP and TFTP on this interface (dnsmasq)")
+    ] = None,
     json_out: JsonOpt = False,
 ) -> None:
     """Write the PXE tree (kernels, initrds, squashfs roots, iPXE and pxelinux configs, network seeds)."""
@@ -161,7 +178,9 @@ def pxe(
 
         with pxeserve.serving(cluster, tree, interface) as url:
             dhcp = f", DHCP and TFTP on {interface} to the cluster's MACs only" if interface else ""
-            ui.err.print(f"serving {tree}/ at {url}/ to anyone on the segment, seeds/<node>/ only to that node's address{dhcp}; Ctrl-C stops")
+            ui.err.print(
+                f"serving {tree}/ at {url}/ to anyone on the segment, seeds/<node>/ only to that node's address{dhcp}; Ctrl-C stops"
+            )
             signal.pause()
 
 
@@ -183,7 +202,9 @@ def openstack_args(
     images = paths.release_dir(output, chosen)
     manifest = builder.read_manifest(images, r)
     if manifest is None or "openstack" not in manifest:
-        raise UserError(f"no {chosen} whole-disk image for {r.value} in {output}; run `imgbuild build --role {r.value} --release {chosen} --output {output}`")
+        raise UserError(
+            f"no {chosen} whole-disk image for {r.value} in {output}; run `imgbuild build --role {r.value} --release {chosen} --output {output}`"
+        )
     glance = manifest["openstack"]
     file = str(paths.role_dir(images, r) / glance["file"])
     if json_out:
@@ -203,10 +224,22 @@ def verify(
     memory: Annotated[int, typer.Option(help="MiB of memory per node")] = 384,
     cpus: Annotated[int, typer.Option(help="vCPUs per node")] = 1,
     ready_timeout: Annotated[int, typer.Option(help="seconds a node may take to be ready")] = 600,
-    keyword: Annotated[Optional[str], typer.Option("-k", help="only checks matching this pytest keyword expression")] = None,
+    keyword: Annotated[
+        str | None, typer.Option("-k", help="only checks matching this pytest keyword expression")
+    ] = None,
     keep: Annotated[bool, typer.Option("--keep", help="leave the cluster running afterwards")] = False,
-    faults: Annotated[bool, typer.Option("--faults", help="also run the full fault matrix (partition, second failover, hung server, sync loss)")] = False,
-    rounds: Annotated[int, typer.Option("--rounds", min=1, max=20, help="with --faults: run the matrix this many times on the one cluster")] = 1,
+    faults: Annotated[
+        bool,
+        typer.Option(
+            "--faults", help="also run the full fault matrix (partition, second failover, hung server, sync loss)"
+        ),
+    ] = False,
+    rounds: Annotated[
+        int,
+        typer.Option(
+            "--rounds", min=1, max=20, help="with --faults: run the matrix this many times on the one cluster"
+        ),
+    ] = 1,
     release: ReleaseOpt = None,
     down: Annotated[bool, typer.Option("--down", help="remove a cluster left by --keep, and nothing else")] = False,
     json_out: JsonOpt = False,
@@ -224,8 +257,18 @@ def verify(
             ui.emit_json({"removed": removed})
         return
     report = verify_mod.verify(
-        cluster, images=output, seeds=seeds, reports=reports, accel=accel, memory_mb=memory, cpus=cpus,
-        ready_timeout=ready_timeout, keyword=keyword, keep=keep, faults=faults, rounds=rounds,
+        cluster,
+        images=output,
+        seeds=seeds,
+        reports=reports,
+        accel=accel,
+        memory_mb=memory,
+        cpus=cpus,
+        ready_timeout=ready_timeout,
+        keyword=keyword,
+        keep=keep,
+        faults=faults,
+        rounds=rounds,
     )
     if json_out:
         ui.emit_json(report)
@@ -233,14 +276,14 @@ def verify(
         raise typer.Exit(1)
 
 
-def with_release(cluster: model.Cluster, release: Optional[Release]) -> model.Cluster:
+def with_release(cluster: model.Cluster, release: Release | None) -> model.Cluster:
     """The cluster with --release in place of its file's build.release."""
     if release is None:
         return cluster
     return cluster.for_release(release.value)
 
 
-def parse_roles(names: Optional[list[str]]) -> list[model.Role]:
+def parse_roles(names: list[str] | None) -> list[model.Role]:
     if not names:
         return list(model.Role)
     roles = []

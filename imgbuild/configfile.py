@@ -99,6 +99,12 @@ def _comment(text: str) -> list[str]:
     lines: list[str] = []
     for paragraph in inspect.cleandoc(text).split("\n\n"):
         lines += ["#"] if lines else []
-        lines += textwrap.wrap(" ".join(paragraph.split()), WIDTH, initial_indent="# ", subsequent_indent="# ",
-                               break_long_words=False, break_on_hyphens=False)  # fmt: skip
+        lines += textwrap.wrap(
+            " ".join(paragraph.split()),
+            WIDTH,
+            initial_indent="# ",
+            subsequent_indent="# ",
+            break_long_words=False,
+            break_on_hyphens=False,
+        )
     return lines

@@ -11,8 +11,8 @@ import ipaddress
 import json
 import re
 import tomllib
-from importlib import resources
 from enum import Enum
+from importlib import resources
 from pathlib import Path
 from typing import Annotated, Literal
 
@@ -70,7 +70,9 @@ def _mac(value: str) -> str:
     if not _MAC.fullmatch(value):
         raise ValueError("not a MAC address like 52:54:00:12:34:56")
     if int(value[:2], 16) & 1 or value == "00:00:00:00:00:00":
-        raise ValueError("a broadcast, multicast or all-zero MAC cannot be a NIC's; use a unicast one like 52:54:00:12:34:56")
+        raise ValueError(
+            "a broadcast, multicast or all-zero MAC cannot be a NIC's; use a unicast one like 52:54:00:12:34:56"
+        )
     return value
 
 
@@ -81,9 +83,13 @@ def _interface(value: str) -> str:
 
 
 def _host_subnet(value: ipaddress.IPv4Network) -> ipaddress.IPv4Network:
-    special = value.is_loopback or value.is_multicast or value.is_link_local or value.is_reserved or value.is_unspecified
+    special = (
+        value.is_loopback or value.is_multicast or value.is_link_local or value.is_reserved or value.is_unspecified
+    )
     if special or value.subnet_of(ipaddress.IPv4Network("0.0.0.0/8")):
-        raise ValueError(f"{value} is a loopback, link-local, multicast or reserved range; use a private one like 192.168.0.0/24")
+        raise ValueError(
+            f"{value} is a loopback, link-local, multicast or reserved range; use a private one like 192.168.0.0/24"
+        )
     return value
 
 
@@ -115,8 +121,7 @@ def served_pages() -> dict[str, str]:
 
 
 _SYSTEM_USERS = frozenset(
-    "root daemon bin sys sync games man lp mail news uucp proxy www-data backup list irc nobody systemd-network "
-    "systemd-timesync messagebus sshd hacluster haclient _apt".split()
+    ["root", "daemon", "bin", "sys", "sync", "games", "man", "lp", "mail", "news", "uucp", "proxy", "www-data", "backup", "list", "irc", "nobody", "systemd-network", "systemd-timesync", "messagebus", "sshd", "hacluster", "haclient", "_apt"]
 )
 
 
@@ -134,14 +139,20 @@ class Strict(BaseModel):
 class Node(Strict):
     """One machine of the cluster: one [[nodes]] table per machine, 64 at most."""
 
-    name: Hostname = Field(description="Host name (lowercase letters, digits and '-'); the node's FQDN is <name>.<network.domain>.")
+    name: Hostname = Field(
+        description="Host name (lowercase letters, digits and '-'); the node's FQDN is <name>.<network.domain>."
+    )
     role: Role = Field(
         description='"loadbalancer" (exactly two: an active director and its standby) or "webserver" (one or more; '
         "the drills that need a second web server say so and skip)."
     )
-    address: ipaddress.IPv4Address = Field(description="The node's address: a host address of network.subnet, no other node's nor the VIP.")
+    address: ipaddress.IPv4Address = Field(
+        description="The node's address: a host address of network.subnet, no other node's nor the VIP."
+    )
     mac: Mac | None = Field(
-        None, description="The NIC's MAC (a unicast one); derived from the address when unset.", examples=["52:54:00:12:34:56"]
+        None,
+        description="The NIC's MAC (a unicast one); derived from the address when unset.",
+        examples=["52:54:00:12:34:56"],
     )
 
 
@@ -162,10 +173,16 @@ class Network(Strict):
         ipaddress.IPv4Address("192.168.0.105"),
         description="Virtual IP held by the active load balancer and, on lo, by every web server.",
     )
-    domain: Annotated[Domain, StringConstraints(max_length=253)] = Field("example.com", description="DNS domain of the nodes' FQDNs.")
-    interface: Interface = Field("eth0", description="Interface name the nodes' NIC gets (matched by MAC, renamed by cloud-init).")
+    domain: Annotated[Domain, StringConstraints(max_length=253)] = Field(
+        "example.com", description="DNS domain of the nodes' FQDNs."
+    )
+    interface: Interface = Field(
+        "eth0", description="Interface name the nodes' NIC gets (matched by MAC, renamed by cloud-init)."
+    )
     nameservers: list[ipaddress.IPv4Address] = Field(
-        [], max_length=3, description="DNS servers of the nodes, three at most (resolv.conf reads no more); none when empty."
+        [],
+        max_length=3,
+        description="DNS servers of the nodes, three at most (resolv.conf reads no more); none when empty.",
     )
 
 
@@ -211,16 +228,24 @@ class Balancer(Strict):
         "cluster's \"yes\"): IPVS then reuses the dead server's connection entries and new connections fail.",
     )
     persistence: int | None = Field(
-        None, ge=1, le=86400, description="Sticky sessions: seconds a client stays on the same web server.", examples=[300]
+        None,
+        ge=1,
+        le=86400,
+        description="Sticky sessions: seconds a client stays on the same web server.",
+        examples=[300],
     )
 
     @model_validator(mode="after")
     def _check(self) -> Balancer:
         pages = served_pages()
         if self.check_page not in pages:
-            raise ValueError(f"check_page {self.check_page!r} is not served by the webserver image; it serves {', '.join(sorted(pages))}")
+            raise ValueError(
+                f"check_page {self.check_page!r} is not served by the webserver image; it serves {', '.join(sorted(pages))}"
+            )
         if self.check_receive not in pages[self.check_page]:
-            raise ValueError(f"check_receive {self.check_receive!r} is not in {self.check_page}; the web servers would all fail their check")
+            raise ValueError(
+                f"check_receive {self.check_receive!r} is not in {self.check_page}; the web servers would all fail their check"
+            )
         return self
 
 
@@ -230,7 +255,9 @@ class HeartbeatLink(Strict):
     makes both balancers take the VIP. Each balancer takes the subnet's next host address, in the
     order of [[nodes]]."""
 
-    enabled: bool = Field(True, description="Give the balancers the second path; false: heartbeats on network.interface only.")
+    enabled: bool = Field(
+        True, description="Give the balancers the second path; false: heartbeats on network.interface only."
+    )
     interface: Interface = Field("eth1", description="The balancers' NIC on the link; not network.interface.")
     subnet: Annotated[ipaddress.IPv4Network, AfterValidator(_host_subnet)] = Field(
         ipaddress.IPv4Network("10.255.255.0/30"),
@@ -249,10 +276,16 @@ class Heartbeat(Strict):
         1000, ge=200, le=300_000, description="Silence after which the peer is dead and its resources are taken over."
     )
     warntime_ms: int = Field(
-        500, ge=100, le=300_000, description="Silence after which a late heartbeat is logged; from keepalive_ms to below deadtime_ms."
+        500,
+        ge=100,
+        le=300_000,
+        description="Silence after which a late heartbeat is logged; from keepalive_ms to below deadtime_ms.",
     )
     initdead_ms: int = Field(
-        10000, ge=200, le=600_000, description="The deadtime at startup, while the network comes up; deadtime_ms at least."
+        10000,
+        ge=200,
+        le=600_000,
+        description="The deadtime at startup, while the network comes up; deadtime_ms at least.",
     )
     transports: list[Literal["bcast", "mcast", "ucast"]] = Field(
         ["bcast"],
@@ -260,10 +293,13 @@ class Heartbeat(Strict):
         max_length=3,
         description='Any of "bcast", "mcast", "ucast", each once: heartbeats go out by every one listed, on every path.',
     )
-    mcast_group: ipaddress.IPv4Address = Field(ipaddress.IPv4Address("225.0.0.1"), description="The mcast transport's group.")
+    mcast_group: ipaddress.IPv4Address = Field(
+        ipaddress.IPv4Address("225.0.0.1"), description="The mcast transport's group."
+    )
     udpport: int = Field(694, ge=1, le=65535, description="UDP port of the heartbeats.")
     auto_failback: bool = Field(
-        False, description="Move the VIP back to the first balancer when it returns; keepalived's preemption follows it too."
+        False,
+        description="Move the VIP back to the first balancer when it returns; keepalived's preemption follows it too.",
     )
     auth_method: Literal["sha1", "md5", "crc"] = Field(
         "sha1", description='authkeys method: "sha1" (default) or "md5" (the reference cluster\'s, warned about).'
@@ -308,9 +344,15 @@ class Keepalived(Strict):
     server takes [balancer] as ldirectord does."""
 
     advert_ms: int = Field(
-        200, ge=10, le=25_500, multiple_of=10, description="VRRP advert interval (VRRPv3 counts centiseconds: a multiple of 10 ms)."
+        200,
+        ge=10,
+        le=25_500,
+        multiple_of=10,
+        description="VRRP advert interval (VRRPv3 counts centiseconds: a multiple of 10 ms).",
     )
-    virtual_router_id: int = Field(51, ge=1, le=255, description="VRRP router id, unique among the VRRP routers of the segment.")
+    virtual_router_id: int = Field(
+        51, ge=1, le=255, description="VRRP router id, unique among the VRRP routers of the segment."
+    )
     priorities: list[Annotated[int, Field(ge=1, le=254)]] = Field(
         [150, 100],
         min_length=2,
@@ -334,17 +376,21 @@ class Admin(Strict):
     """The admin user every node gets, that operators and `imgbuild verify` log in as. Password
     login stays off unless a password is set."""
 
-    user: Hostname = Field("admin", description="Login name; not one of the images' system accounts (root, www-data, ...).")
+    user: Hostname = Field(
+        "admin", description="Login name; not one of the images' system accounts (root, www-data, ...)."
+    )
     ssh_keys: list[Annotated[str, StringConstraints(max_length=16384)]] = Field(
         [],
         max_length=32,
         description="OpenSSH public key lines; without any, imgbuild generates a per-cluster key pair in its state directory.",
     )
-    password: Annotated[str, StringConstraints(min_length=8, max_length=256), AfterValidator(_plain_text)] | None = Field(
-        None,
-        description="Plain text, 8 characters at least; only its sha512_crypt hash reaches the nodes. Login stays "
-        "key-only when unset.",
-        examples=["at least 8 characters"],
+    password: Annotated[str, StringConstraints(min_length=8, max_length=256), AfterValidator(_plain_text)] | None = (
+        Field(
+            None,
+            description="Plain text, 8 characters at least; only its sha512_crypt hash reaches the nodes. Login stays "
+            "key-only when unset.",
+            examples=["at least 8 characters"],
+        )
     )
 
     @model_validator(mode="after")
@@ -353,7 +399,9 @@ class Admin(Strict):
             raise ValueError(f"user {self.user!r} is a system account of the images; choose another name, e.g. admin")
         for key in self.ssh_keys:
             # fullmatch: `$` alone lets a trailing newline through, into authorized_keys
-            if not re.fullmatch(r"(ssh-(ed25519|rsa|dss)|ecdsa-sha2-nistp\d+|sk-\S+) [A-Za-z0-9+/=]+( [^\x00-\x1f\x7f]*)?", key):
+            if not re.fullmatch(
+                r"(ssh-(ed25519|rsa|dss)|ecdsa-sha2-nistp\d+|sk-\S+) [A-Za-z0-9+/=]+( [^\x00-\x1f\x7f]*)?", key
+            ):
                 raise ValueError(f"ssh_keys: {key[:30]!r}… is not an OpenSSH public key line")
         return self
 
@@ -367,7 +415,9 @@ class Build(Strict):
         "(images/<release>/).",
     )
     mirror: Annotated[str, StringConstraints(max_length=2048)] | None = Field(
-        None, description="Debian mirror URL; taken from the host's apt sources when unset.", examples=["http://deb.example.org/debian"]
+        None,
+        description="Debian mirror URL; taken from the host's apt sources when unset.",
+        examples=["http://deb.example.org/debian"],
     )
     security_mirror: Annotated[str, StringConstraints(max_length=2048)] | None = Field(
         None,
@@ -378,10 +428,16 @@ class Build(Strict):
         "cloud-amd64", description='Kernel flavour: "cloud-amd64" (lean, VMs and clouds) or "amd64" (bare metal).'
     )
     image_size_gb: float | None = Field(
-        None, gt=0.5, le=64, description="Root filesystem size in GiB; fitted to the content when unset.", examples=[2.0]
+        None,
+        gt=0.5,
+        le=64,
+        description="Root filesystem size in GiB; fitted to the content when unset.",
+        examples=[2.0],
     )
     formats: list[Literal["qcow2", "raw"]] = Field(
-        ["qcow2", "raw"], min_length=1, description="Formats of the root filesystem image (<role>.qcow2 is zstd-compressed)."
+        ["qcow2", "raw"],
+        min_length=1,
+        description="Formats of the root filesystem image (<role>.qcow2 is zstd-compressed).",
     )
     disk_formats: list[Literal["qcow2", "raw"]] = Field(
         ["qcow2"],
@@ -402,15 +458,21 @@ class Build(Strict):
 class OpenStack(Strict):
     """Glance properties of the whole-disk images (`imgbuild openstack-args`)."""
 
-    firmware: Literal["bios", "uefi"] = Field("bios", description='hw_firmware_type: "bios" or "uefi"; the disk boots under both.')
-    min_ram_mb: int = Field(512, ge=128, le=1_048_576, description="min_ram: the least RAM, in MiB, a flavour must have to boot them.")
+    firmware: Literal["bios", "uefi"] = Field(
+        "bios", description='hw_firmware_type: "bios" or "uefi"; the disk boots under both.'
+    )
+    min_ram_mb: int = Field(
+        512, ge=128, le=1_048_576, description="min_ram: the least RAM, in MiB, a flavour must have to boot them."
+    )
 
 
 class Pxe(Strict):
     """Where `imgbuild pxe --serve` serves the PXE tree; its URLs go into the boot scripts."""
 
     server: ipaddress.IPv4Address | None = Field(
-        None, description="The server's address; the subnet's highest free address when unset.", examples=["192.168.0.254"]
+        None,
+        description="The server's address; the subnet's highest free address when unset.",
+        examples=["192.168.0.254"],
     )
     http_port: int = Field(8080, ge=1, le=65535, description="The HTTP port it serves on.")
 
@@ -418,7 +480,9 @@ class Pxe(Strict):
 class Cluster(Strict):
     """The whole cluster description: what `imgbuild init` writes and every command reads."""
 
-    name: Hostname = Field("ultramonkey", description="Cluster name: names the generated secrets in the state directory.")
+    name: Hostname = Field(
+        "ultramonkey", description="Cluster name: names the generated secrets in the state directory."
+    )
     nodes: list[Node] = Field(
         max_length=64,
         default_factory=lambda: [
@@ -426,7 +490,7 @@ class Cluster(Strict):
             Node(name="webserver2", role=Role.webserver, address=ipaddress.IPv4Address("192.168.0.102")),
             Node(name="loadb1", role=Role.loadbalancer, address=ipaddress.IPv4Address("192.168.0.103")),
             Node(name="loadb2", role=Role.loadbalancer, address=ipaddress.IPv4Address("192.168.0.104")),
-        ]
+        ],
     )
     network: Network = Network()
     balancer: Balancer = Balancer()
@@ -457,17 +521,27 @@ class Cluster(Strict):
         if net.vip in addresses:
             raise ValueError(f"network.vip {net.vip} is also a node address")
         if net.gateway is not None and (net.gateway not in net.subnet or net.gateway in free):
-            raise ValueError(f"network.gateway {net.gateway} must be a free host address of {net.subnet} (not a node's, the VIP or the network/broadcast address)")
+            raise ValueError(
+                f"network.gateway {net.gateway} must be a free host address of {net.subnet} (not a node's, the VIP or the network/broadcast address)"
+            )
         if (balancers := len(self.by_role(Role.loadbalancer))) != 2:
-            raise ValueError(f"imgbuild supports exactly two loadbalancer nodes (an active director and its standby), not {balancers}")
+            raise ValueError(
+                f"imgbuild supports exactly two loadbalancer nodes (an active director and its standby), not {balancers}"
+            )
         if not self.by_role(Role.webserver):
             raise ValueError("the cluster needs at least one webserver node")
-        if self.pxe.server is not None and (self.pxe.server not in net.subnet or self.pxe.server in free + (net.gateway,)):
-            raise ValueError(f"pxe.server {self.pxe.server} must be a free host address of {net.subnet} (not a node's, the VIP, the gateway or the network/broadcast address)")
+        if self.pxe.server is not None and (
+            self.pxe.server not in net.subnet or self.pxe.server in free + (net.gateway,)
+        ):
+            raise ValueError(
+                f"pxe.server {self.pxe.server} must be a free host address of {net.subnet} (not a node's, the VIP, the gateway or the network/broadcast address)"
+            )
         link = self.heartbeat.link
         if link.enabled:
             if link.interface == net.interface:
-                raise ValueError(f"heartbeat.link.interface {link.interface} is network.interface; the link needs its own NIC")
+                raise ValueError(
+                    f"heartbeat.link.interface {link.interface} is network.interface; the link needs its own NIC"
+                )
             if link.subnet.overlaps(net.subnet):
                 raise ValueError(f"heartbeat.link.subnet {link.subnet} overlaps network.subnet {net.subnet}")
             if link.subnet.num_addresses < 4:
@@ -482,7 +556,9 @@ class Cluster(Strict):
         release, scheduler = self.build.release, self.balancer.scheduler
         if scheduler not in SCHEDULERS[release]:
             needs = [r for r in RELEASES if scheduler in SCHEDULERS[r]]
-            raise ValueError(f"balancer.scheduler {scheduler!r} is not in {release}'s kernel; use build.release = {needs[0]!r} or one of {', '.join(SCHEDULERS[release])}")
+            raise ValueError(
+                f"balancer.scheduler {scheduler!r} is not in {release}'s kernel; use build.release = {needs[0]!r} or one of {', '.join(SCHEDULERS[release])}"
+            )
         return self
 
     def for_release(self, release: str) -> Cluster:
@@ -587,7 +663,9 @@ def load(path: Path | None) -> Cluster:
     if path is None:
         return Cluster()
     if not str(path) or path.is_dir():
-        raise ConfigError(f"{path or repr('')}: is a directory, not a cluster file; pass a TOML file, e.g. one from `imgbuild init`")
+        raise ConfigError(
+            f"{path or repr('')}: is a directory, not a cluster file; pass a TOML file, e.g. one from `imgbuild init`"
+        )
     try:
         with path.open("rb") as f:
             raw = f.read(MAX_FILE_BYTES + 1)
@@ -606,5 +684,7 @@ def load(path: Path | None) -> Cluster:
     except RecursionError:
         raise ConfigError(f"{path}: nested deeper than {MAX_NESTING} levels") from None
     if not data:
-        raise ConfigError(f"{path}: holds no settings; omit --config for the reference cluster, or write one with `imgbuild init`")
+        raise ConfigError(
+            f"{path}: holds no settings; omit --config for the reference cluster, or write one with `imgbuild init`"
+        )
     return parse(data, str(path))

@@ -30,7 +30,9 @@ def output_dir(path: Path, private: bool = False) -> Path:
     """An output directory (images, seeds, pxe, reports) to write into: made when missing, never
     a symlink (a `seeds` link to /etc once made root chmod /etc 0700); private: 0700, ours."""
     if path.is_symlink() or (path.exists() and not path.is_dir()):
-        raise UserError(f"{path} is a symlink or not a directory; imgbuild writes only into real directories: remove it or pass another path")
+        raise UserError(
+            f"{path} is a symlink or not a directory; imgbuild writes only into real directories: remove it or pass another path"
+        )
     if private:
         path.parent.mkdir(parents=True, exist_ok=True)
         return private_dir(path)
@@ -46,7 +48,9 @@ def publish_dir(new: Path, final: Path) -> None:
     """
     if final.is_symlink() or (final.exists() and not final.is_dir()):
         shutil.rmtree(new, ignore_errors=True)
-        raise UserError(f"{final} is a symlink or not a directory; remove it, imgbuild replaces only its own directories")
+        raise UserError(
+            f"{final} is a symlink or not a directory; remove it, imgbuild replaces only its own directories"
+        )
     if not final.exists():
         new.rename(final)
         return

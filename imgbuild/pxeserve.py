@@ -43,7 +43,7 @@ class TreeHandler(SimpleHTTPRequestHandler):
             return None
         return super().send_head()
 
-    def log_message(self, format: str, *args: object) -> None:  # noqa: A002 (the stdlib's name)
+    def log_message(self, format: str, *args: object) -> None:
         ui.err.print(f"http {self.client_address[0]} {format % args}", highlight=False)
 
 
@@ -57,16 +57,25 @@ def dnsmasq_command(cluster: Cluster, tree: Path, interface: str) -> list[str]:
     cmd = [
         # As root, so the tree may sit below a private directory; root's dnsmasq serves only
         # world-readable files over TFTP, which leaves out the seeds (0600).
-        "dnsmasq", "--keep-in-foreground", "--log-facility=-", "--user=root", "--port=0", "--no-resolv", "--no-hosts",
-        f"--interface={interface}", "--bind-interfaces", "--leasefile-ro",
+        "dnsmasq",
+        "--keep-in-foreground",
+        "--log-facility=-",
+        "--user=root",
+        "--port=0",
+        "--no-resolv",
+        "--no-hosts",
+        f"--interface={interface}",
+        "--bind-interfaces",
+        "--leasefile-ro",
         f"--dhcp-range={net.subnet.network_address},static,{net.subnet.netmask}",
-        "--enable-tftp", f"--tftp-root={tree}",
+        "--enable-tftp",
+        f"--tftp-root={tree}",
         "--dhcp-match=set:ipxe,175",
         "--dhcp-match=set:efi64,option:client-arch,7",
         f"--dhcp-boot=tag:ipxe,{pxe_base_url(cluster)}/boot.ipxe",
         "--dhcp-boot=tag:!ipxe,tag:efi64,ipxe.efi",
         "--dhcp-boot=tag:!ipxe,tag:!efi64,undionly.kpxe",
-    ]  # fmt: skip
+    ]
     if net.gateway:
         cmd.append(f"--dhcp-option=option:router,{net.gateway}")
     for node in cluster.nodes:
@@ -93,7 +102,9 @@ def serving(cluster: Cluster, tree: Path, interface: str | None) -> Iterator[str
         threading.Thread(target=httpd.serve_forever, daemon=True).start()
         if interface:
             if shutil.which("dnsmasq") is None:
-                raise UserError("dnsmasq not found; install it with: apt-get install dnsmasq-base (or serve without --interface)")
+                raise UserError(
+                    "dnsmasq not found; install it with: apt-get install dnsmasq-base (or serve without --interface)"
+                )
             dnsmasq = start(dnsmasq_command(cluster, tree, interface), stdin=subprocess.DEVNULL)
             time.sleep(1)
             if dnsmasq.poll() is not None:

@@ -62,7 +62,7 @@ def run(
     cmd: Sequence[str | Path],
     *,
     check: bool = True,
-    input: str | bytes | None = None,  # noqa: A002 (subprocess's name)
+    input: str | bytes | None = None,
     text: bool = False,
     timeout: float | None = None,
     why: str = "",
@@ -81,7 +81,9 @@ def run(
         raise _missing(argv, hint) from None
     except subprocess.TimeoutExpired:
         _record(f"$ {shlex.join(argv)}: timed out after {timeout} s")
-        raise CommandFailed(f"`{_shown(argv)}` did not finish within {timeout:.0f} s" + (f" while {why}" if why else "")) from None
+        raise CommandFailed(
+            f"`{_shown(argv)}` did not finish within {timeout:.0f} s" + (f" while {why}" if why else "")
+        ) from None
     _record(f"$ {shlex.join(argv)}: exit {result.returncode} in {time.monotonic() - started:.2f} s")
     if result.returncode != 0 and result.stderr:
         err = result.stderr.decode(errors="replace") if isinstance(result.stderr, bytes) else result.stderr
@@ -92,7 +94,15 @@ def run(
     return result
 
 
-def failure(cmd: Sequence[str], code: int, stderr: str | bytes | None, *, why: str = "", hint: str = "", log_path: Path | None = None) -> CommandFailed:
+def failure(
+    cmd: Sequence[str],
+    code: int,
+    stderr: str | bytes | None,
+    *,
+    why: str = "",
+    hint: str = "",
+    log_path: Path | None = None,
+) -> CommandFailed:
     """The one-line error for a failed command, its stderr's tail as detail."""
     err = stderr.decode(errors="replace") if isinstance(stderr, bytes) else (stderr or "")
     lines = [line for line in err.strip().splitlines() if line.strip()]

@@ -42,7 +42,13 @@ def emit_json(data: Any) -> None:
 @contextmanager
 def progress(titles: list[str]) -> Iterator[Callable[[str, str], None]]:
     """One spinner line per title with its elapsed time; call update(title, status)."""
-    with Progress(SpinnerColumn(), TextColumn("{task.description}", markup=False), TimeElapsedColumn(), console=err, transient=True) as bar:
+    with Progress(
+        SpinnerColumn(),
+        TextColumn("{task.description}", markup=False),
+        TimeElapsedColumn(),
+        console=err,
+        transient=True,
+    ) as bar:
         tasks = {title: bar.add_task(title) for title in titles}
 
         def update(title: str, status: str) -> None:

@@ -9,7 +9,6 @@ import re
 import shlex
 import shutil
 import signal
-import socket
 import subprocess
 import threading
 import time
@@ -18,7 +17,6 @@ from pathlib import Path
 from typing import Literal
 
 import paramiko
-from qemu.qmp.legacy import QEMUMonitorProtocol
 
 from imgbuild.bootargs import disk_cmdline
 from imgbuild.errors import UserError
@@ -26,6 +24,7 @@ from imgbuild.qemu.accel import Accel, kernel_args, qemu_args
 from imgbuild.qemu.rootshell import RootShell
 from imgbuild.qemu.steplog import StepLog
 from imgbuild.run import run, start
+from qemu.qmp.legacy import QEMUMonitorProtocol
 
 QEMU = "qemu-system-x86_64"
 OVMF_CODE = Path("/usr/share/OVMF/OVMF_CODE_4M.fd")
@@ -100,31 +99,71 @@ class Machine:
         firmware = []
         if boot.firmware == "uefi":
             firmware = [
-                "-drive", f"if=pflash,format=raw,unit=0,readonly=on,file={OVMF_CODE}",
-                "-drive", f"if=pflash,format=raw,unit=1,file={self.efi_vars}",
-            ]  # fmt: skip
+                "-drive",
+                f"if=pflash,format=raw,unit=0,readonly=on,file={OVMF_CODE}",
+                "-drive",
+                f"if=pflash,format=raw,unit=1,file={self.efi_vars}",
+            ]
         if boot.kernel:
             cmdline = " ".join([disk_cmdline(), *kernel_args(self.accel)])
             firmware += ["-kernel", str(boot.kernel), "-initrd", str(boot.initrd), "-append", cmdline]
         # Explicit devices in this order: the disk is vda and the first thing the firmware boots.
         disks = []
         if boot.image:
-            disks += ["-drive", f"file={self.overlay},if=none,id=disk0,format=qcow2,discard=unmap", "-device", "virtio-blk-pci,drive=disk0,bootindex=1"]
+            disks += [
+                "-drive",
+                f"file={self.overlay},if=none,id=disk0,format=qcow2,discard=unmap",
+                "-device",
+                "virtio-blk-pci,drive=disk0,bootindex=1",
+            ]
         if boot.seed:
-            disks += ["-drive", f"file={boot.seed},if=none,id=seed0,format=raw,readonly=on", "-device", "virtio-blk-pci,drive=seed0"]
+            disks += [
+                "-drive",
+                f"file={boot.seed},if=none,id=seed0,format=raw,readonly=on",
+                "-device",
+                "virtio-blk-pci,drive=seed0",
+            ]
         net = ["-nic", "none"]
         if self.tap:
             pxe = "" if boot.image or boot.kernel else ",bootindex=1"
-            net = ["-netdev", f"tap,id=n0,ifname={self.tap},script=no,downscript=no", "-device", f"virtio-net-pci,netdev=n0,mac={self.mac}{pxe}"]
+            net = [
+                "-netdev",
+                f"tap,id=n0,ifname={self.tap},script=no,downscript=no",
+                "-device",
+                f"virtio-net-pci,netdev=n0,mac={self.mac}{pxe}",
+            ]
             for index, (tap, mac) in enumerate(self.links, start=1):
-                net += ["-netdev", f"tap,id=n{index},ifname={tap},script=no,downscript=no", "-device", f"virtio-net-pci,netdev=n{index},mac={mac}"]
+                net += [
+                    "-netdev",
+                    f"tap,id=n{index},ifname={tap},script=no,downscript=no",
+                    "-device",
+                    f"virtio-net-pci,netdev=n{index},mac={mac}",
+                ]
         return [
-            QEMU, "-name", self.name, "-machine", "q35", *qemu_args(self.accel),
-            "-m", str(self.memory_mb), "-smp", str(self.cpus),
-            "-display", "none", "-monitor", "none", "-serial", f"file:{self.console}",
-            "-qmp", f"unix:{self.qmp_path},server=on,wait=off",
-            *firmware, *disks, "-device", "virtio-rng-pci", *net,
-        ]  # fmt: skip
+            QEMU,
+            "-name",
+            self.name,
+            "-machine",
+            "q35",
+            *qemu_args(self.accel),
+            "-m",
+            str(self.memory_mb),
+            "-smp",
+            str(self.cpus),
+            "-display",
+            "none",
+            "-monitor",
+            "none",
+            "-serial",
+            f"file:{self.console}",
+            "-qmp",
+            f"unix:{self.qmp_path},server=on,wait=off",
+            *firmware,
+            *disks,
+            "-device",
+            "virtio-rng-pci",
+            *net,
+        ]
 
     def start(self) -> None:
         """Boot from a fresh overlay on the role image (the image itself stays untouched)."""
@@ -132,13 +171,34 @@ class Machine:
         self.overlay.unlink(missing_ok=True)
         if self.boot.image:
             size = [str(self.boot.disk_size)] if self.boot.disk_size else []
-            run(["qemu-img", "create", "-q", "-f", "qcow2", "-F", backing_format(self.boot.image), "-b", self.boot.image.resolve(), self.overlay, *size],
-                why=f"creating {self.name}'s overlay", hint="install qemu-utils")  # fmt: skip
+            run(
+                [
+                    "qemu-img",
+                    "create",
+                    "-q",
+                    "-f",
+                    "qcow2",
+                    "-F",
+                    backing_format(self.boot.image),
+                    "-b",
+                    self.boot.image.resolve(),
+                    self.overlay,
+                    *size,
+                ],
+                why=f"creating {self.name}'s overlay",
+                hint="install qemu-utils",
+            )
         if self.boot.firmware == "uefi":
             shutil.copyfile(OVMF_VARS, self.efi_vars)  # the firmware's writable NVRAM, one per node
         self.console.write_bytes(b"")
         self.started_at = time.monotonic()
-        self.process = start(self.command(), hint="install qemu-system-x86", stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        self.process = start(
+            self.command(),
+            hint="install qemu-system-x86",
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+        )
 
     def restart(self) -> None:
         """Boot again from the same overlay (a reboot after a power cut); the old console log is kept."""
@@ -148,7 +208,13 @@ class Machine:
         if self.console.exists():
             self.console.rename(self.console.with_suffix(f".{int(time.time())}.log"))
         self.started_at = time.monotonic()
-        self.process = start(self.command(), hint="install qemu-system-x86", stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        self.process = start(
+            self.command(),
+            hint="install qemu-system-x86",
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+        )
 
     def running(self) -> bool:
         return self.process is not None and self.process.poll() is None
@@ -214,7 +280,9 @@ class Machine:
     def _check_alive(self) -> None:
         if self.process is not None and self.process.poll() is not None:
             err = self.process.stderr.read().decode(errors="replace") if self.process.stderr else ""
-            raise NodeFailed(f"{self.name}: QEMU exited ({self.process.returncode}): {err.strip()}\n{self.console_tail()}")
+            raise NodeFailed(
+                f"{self.name}: QEMU exited ({self.process.returncode}): {err.strip()}\n{self.console_tail()}"
+            )
 
     def wait_for_console(self, pattern: str, timeout: float) -> re.Match[str]:
         """Wait until the serial console shows pattern (a regex)."""
@@ -244,9 +312,15 @@ class Machine:
         # Fresh host keys every boot of a throwaway overlay: nothing to pin against.
         client.set_missing_host_key_policy(paramiko.AutoAddPolicy())
         client.connect(
-            self.address, username=self.ssh_user, key_filename=str(self.ssh_key),
-            timeout=timeout, banner_timeout=timeout, auth_timeout=timeout, allow_agent=False, look_for_keys=False,
-        )  # fmt: skip
+            self.address,
+            username=self.ssh_user,
+            key_filename=str(self.ssh_key),
+            timeout=timeout,
+            banner_timeout=timeout,
+            auth_timeout=timeout,
+            allow_agent=False,
+            look_for_keys=False,
+        )
         return client
 
     def close_ssh(self) -> None:
@@ -305,19 +379,25 @@ class Machine:
                 status, last = self.execute(command, timeout=max(5.0, deadline - time.monotonic()))
                 if status == 0:
                     return last
-            except (OSError, paramiko.SSHException, socket.timeout, EOFError):
+            except (TimeoutError, OSError, paramiko.SSHException, EOFError):
                 self.close_ssh()
             if time.monotonic() > deadline:
-                raise NodeFailed(f"{self.name}: `{command}` did not succeed within {timeout:.0f} s: {last.strip()}\n{self.console_tail()}")
+                raise NodeFailed(
+                    f"{self.name}: `{command}` did not succeed within {timeout:.0f} s: {last.strip()}\n{self.console_tail()}"
+                )
             self._check_alive()
             time.sleep(1)
 
     def wait_for_unit(self, unit: str, timeout: float = 60) -> None:
         """Wait until unit is active; a unit that failed ends the wait at once."""
         quoted = shlex.quote(unit)
-        state = self.wait_until_succeeds(f"s=$(systemctl is-active {quoted}); echo $s; [ $s = active ] || [ $s = failed ]", timeout).strip()
+        state = self.wait_until_succeeds(
+            f"s=$(systemctl is-active {quoted}); echo $s; [ $s = active ] || [ $s = failed ]", timeout
+        ).strip()
         if state != "active":
-            raise NodeFailed(f"{self.name}: unit {unit} {state}:\n{self.execute(f'systemctl status --no-pager -n 20 {quoted}')[1]}")
+            raise NodeFailed(
+                f"{self.name}: unit {unit} {state}:\n{self.execute(f'systemctl status --no-pager -n 20 {quoted}')[1]}"
+            )
 
 
 def require_qemu() -> None:

@@ -69,7 +69,9 @@ def delete(name: str) -> None:
 
 
 @contextmanager
-def segment(name: str, subnet: IPv4Network, client: IPv4Address, gateway: IPv4Address | None = None) -> Iterator[Segment]:
+def segment(
+    name: str, subnet: IPv4Network, client: IPv4Address, gateway: IPv4Address | None = None
+) -> Iterator[Segment]:
     """Create the namespace and its bridge; remove both (and the taps with them) on exit."""
     if shutil.which("ip", path="/usr/sbin:/usr/bin:/sbin:/bin") is None:
         raise UserError("`ip` not found; install iproute2")

@@ -21,8 +21,14 @@ class StepLog:
 
     def add(self, node: str, command: str, status: int | str, seconds: float) -> None:
         """status: the exit status, or what went wrong when the command never finished."""
-        step = {"at": round(time.time(), 3), "check": self.check, "node": node, "command": command,
-                "status": status, "seconds": round(seconds, 3)}  # fmt: skip
+        step = {
+            "at": round(time.time(), 3),
+            "check": self.check,
+            "node": node,
+            "command": command,
+            "status": status,
+            "seconds": round(seconds, 3),
+        }
         if (thread := threading.current_thread()) is not threading.main_thread():
             step["thread"] = thread.name  # a drill's sampler or a returning node's watch
         with self._lock, self.path.open("a") as out:

@@ -96,9 +96,15 @@ def outage(requests: Sequence[Sequence[Any]], channel: str = NEW) -> float:
     return windows[0][1] - windows[0][0] if windows else 0.0
 
 
-def failures_after(requests: Sequence[Sequence[Any]], moment: float, until: float = float("inf"), channel: str = NEW) -> list[str]:
+def failures_after(
+    requests: Sequence[Sequence[Any]], moment: float, until: float = float("inf"), channel: str = NEW
+) -> list[str]:
     """The new connections started between moment and until that failed, as "+0.35 s: why"."""
-    return [f"+{r[0] - moment:.2f} s: {r[3]}" for r in sorted(requests) if r[4] == channel and moment < r[0] < until and not r[2]]
+    return [
+        f"+{r[0] - moment:.2f} s: {r[3]}"
+        for r in sorted(requests)
+        if r[4] == channel and moment < r[0] < until and not r[2]
+    ]
 
 
 # The long download: a sparse 256 MiB file every web server serves during the drills.
@@ -125,7 +131,13 @@ class Figures:
         return {k: (round(v, 3) if isinstance(v, float) and v != float("inf") else v) for k, v in self.__dict__.items()}
 
 
-def figures(requests: Sequence[Sequence[Any]], download: Sequence[tuple[float, int]], broken: int, download_error: str | None, since: float) -> Figures:
+def figures(
+    requests: Sequence[Sequence[Any]],
+    download: Sequence[tuple[float, int]],
+    broken: int,
+    download_error: str | None,
+    since: float,
+) -> Figures:
     """The figures of the requests started at or after `since` (the fault, or the traffic's start).
     Recovery for the download is the end of the first failure window, or `since` without one."""
     rows = [r for r in requests if r[0] >= since]
@@ -297,8 +309,13 @@ class Traffic:
 
     def figures(self, since: float | None = None) -> Figures:
         slow = self.slow
-        return figures(self.requests, slow.received if slow else [], self.broken, slow.error if slow else None,
-                       self.started if since is None else since)  # fmt: skip
+        return figures(
+            self.requests,
+            slow.received if slow else [],
+            self.broken,
+            slow.error if slow else None,
+            self.started if since is None else since,
+        )
 
     def timeline(self) -> dict[str, Any]:
         """requests, vip, download and events with times relative to the start, for the report."""

@@ -11,9 +11,9 @@ from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
-from typing import Any, TypedDict
 from ipaddress import IPv4Address
 from pathlib import Path
+from typing import Any, TypedDict
 
 from imgbuild.errors import UserError
 from imgbuild.model import Cluster, Node, Role, valid_hostname
@@ -55,17 +55,36 @@ def boot_spec(node: Node, images: Path, seeds: Path, seed_name: str = NOCLOUD_IS
     )
 
 
-def node_machine(cluster: Cluster, node: Node, boot: BootSpec, workdir: Path, accel: Accel, segment: netns.Segment, tap: str, ssh_key: Path,
-                 name: str | None = None, **size: int) -> Machine:  # fmt: skip
+def node_machine(
+    cluster: Cluster,
+    node: Node,
+    boot: BootSpec,
+    workdir: Path,
+    accel: Accel,
+    segment: netns.Segment,
+    tap: str,
+    ssh_key: Path,
+    name: str | None = None,
+    **size: int,
+) -> Machine:
     """A QEMU machine for one node of the cluster: its MAC on a tap of segment named tap, its
     address, the admin's login, and a balancer's heartbeat-link NIC (n1) on the link bridge.
     size: memory_mb and cpus, when not Machine's defaults."""
     link_mac = cluster.link_mac(node)
     links = ((segment.add_tap(f"{tap}l", netns.LINK_BRIDGE), link_mac),) if link_mac else ()
     return Machine(
-        name or node.name, boot, workdir, accel, mac=cluster.mac(node), tap=segment.add_tap(tap),
-        address=str(node.address), ssh_user=cluster.admin.user, ssh_key=ssh_key, links=links, **size,
-    )  # fmt: skip
+        name or node.name,
+        boot,
+        workdir,
+        accel,
+        mac=cluster.mac(node),
+        tap=segment.add_tap(tap),
+        address=str(node.address),
+        ssh_user=cluster.admin.user,
+        ssh_key=ssh_key,
+        links=links,
+        **size,
+    )
 
 
 def boot_order(cluster: Cluster) -> list[Node]:
@@ -110,7 +129,9 @@ def running(
         stack.callback(lambda: [m.cleanup() for m in machines.values()])
         for index, node in enumerate(cluster.nodes):
             spec = boot_spec(node, images, seeds)
-            machines[node.name] = node_machine(cluster, node, spec, workdir, accel, segment, f"tap{index}", ssh_key, memory_mb=memory_mb, cpus=cpus)
+            machines[node.name] = node_machine(
+                cluster, node, spec, workdir, accel, segment, f"tap{index}", ssh_key, memory_mb=memory_mb, cpus=cpus
+            )
         started = time.monotonic()
         running_cluster = RunningCluster(cluster, machines, client, workdir, ssh_key, accel, netns_name=name)
 
@@ -183,8 +204,14 @@ def remove_kept(record: dict[str, Any]) -> None:
         nodes = [valid_hostname(name) for name in record["nodes"]]
         namespace = record["netns"]
     except (KeyError, TypeError, ValueError) as err:
-        raise UserError(f"the kept record is damaged ({err}); stop its QEMUs and `ip netns delete` its namespace by hand") from None
-    if not (workdir.is_absolute() and re.fullmatch(r"verify-\d{8}-\d{6}", workdir.name) and re.fullmatch(rf"{netns.PREFIX}\d+", namespace)):
+        raise UserError(
+            f"the kept record is damaged ({err}); stop its QEMUs and `ip netns delete` its namespace by hand"
+        ) from None
+    if not (
+        workdir.is_absolute()
+        and re.fullmatch(r"verify-\d{8}-\d{6}", workdir.name)
+        and re.fullmatch(rf"{netns.PREFIX}\d+", namespace)
+    ):
         raise UserError(f"the kept record names {workdir} and {namespace!r}, not a verify run's; remove them by hand")
     for pid in pids:
         try:

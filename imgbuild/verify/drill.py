@@ -1,9 +1,9 @@
 """A fault drill as a runbook step: traffic runs around the fault, figures and a timeline come out.
 
-    with drill(cluster, drills, "a-power-loss-active", "Power loss of the active balancer", bound_s=2.0) as d:
-        d.fault(f"power off {active.name}", active.crash)
-        d.until(lambda: holds_vip(standby), "the standby holds the VIP", timeout=60)
-    assert d.figures.outage_s <= d.bound_s
+with drill(cluster, drills, "a-power-loss-active", "Power loss of the active balancer", bound_s=2.0) as d:
+    d.fault(f"power off {active.name}", active.crash)
+    d.until(lambda: holds_vip(standby), "the standby holds the VIP", timeout=60)
+assert d.figures.outage_s <= d.bound_s
 """
 
 from __future__ import annotations
@@ -75,7 +75,10 @@ class Drill:
         """Like until, for a shell condition polled inside the node every 50 ms: the figure holds no
         SSH round trip (0.15 s and more under emulation)."""
         tries = max(1, int(timeout / 0.05))
-        machine.succeed(f"n=0; until {condition}; do n=$((n+1)); [ $n -lt {tries} ] || exit 1; sleep 0.05; done", timeout=2 * timeout + 10)
+        machine.succeed(
+            f"n=0; until {condition}; do n=$((n+1)); [ $n -lt {tries} ] || exit 1; sleep 0.05; done",
+            timeout=2 * timeout + 10,
+        )
         return self._held(what)
 
     def synced(self, standby: Machine, timeout: float = 20) -> float:
@@ -88,10 +91,14 @@ class Drill:
         assert slow is not None and slow.local_port, "the drill's client has no long download to sync"
         entry = f":{slow.local_port} +{re.escape(self.traffic.host)}:{self.traffic.port} "
         try:
-            return self.until_on(standby, f"ipvsadm -L -n -c | grep -qE '{entry}'", f"{standby.name} holds the download", timeout)
+            return self.until_on(
+                standby, f"ipvsadm -L -n -c | grep -qE '{entry}'", f"{standby.name} holds the download", timeout
+            )
         except NodeFailed:
-            raise AssertionError(f"{standby.name} did not learn the long download's connection from the sync daemon within "
-                                 f"{timeout:.0f} s: a failover would reset it") from None  # fmt: skip
+            raise AssertionError(
+                f"{standby.name} did not learn the long download's connection from the sync daemon within "
+                f"{timeout:.0f} s: a failover would reset it"
+            ) from None
 
     def _held(self, what: str) -> float:
         """Put what on the timeline now; seconds since the fault (or the traffic's start)."""
@@ -155,8 +162,16 @@ def _succeeded_since(traffic: Traffic, moment: float | None) -> bool:
 
 
 @contextmanager
-def drill(cluster: RunningCluster, drills: list[dict[str, Any]], name: str, title: str, bound_s: float | None,
-          baseline: float = 1.5, bounded: str = "outage_s", **traffic: Any) -> Iterator[Drill]:  # fmt: skip
+def drill(
+    cluster: RunningCluster,
+    drills: list[dict[str, Any]],
+    name: str,
+    title: str,
+    bound_s: float | None,
+    baseline: float = 1.5,
+    bounded: str = "outage_s",
+    **traffic: Any,
+) -> Iterator[Drill]:
     """Run the body under client traffic; record the drill (also when the body fails)."""
     net, lb = cluster.model.network, cluster.model.balancer
     macs = {m.mac: m.name for m in cluster.role(Role.loadbalancer) if m.mac}

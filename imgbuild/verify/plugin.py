@@ -47,7 +47,14 @@ class MachineBackend(BaseBackend):
 class ClusterPlugin:
     """faults: also run the drills marked `faults` (the whole fault matrix), rounds times over."""
 
-    def __init__(self, cluster: RunningCluster, report_dir: Path, faults: bool = False, rounds: int = 1, steps: StepLog | None = None) -> None:
+    def __init__(
+        self,
+        cluster: RunningCluster,
+        report_dir: Path,
+        faults: bool = False,
+        rounds: int = 1,
+        steps: StepLog | None = None,
+    ) -> None:
         self.running, self.report_dir = cluster, report_dir
         self.faults, self.rounds = faults, rounds
         self.steps = steps
@@ -59,14 +66,19 @@ class ClusterPlugin:
     def pytest_configure(self, config: pytest.Config) -> None:
         config.stash[_PLUGIN] = self
         config.addinivalue_line("markers", "faults: a drill of the full fault matrix (imgbuild verify --faults)")
-        config.addinivalue_line("markers", "stack(name): a check of one HA stack (heartbeat or keepalived), swapped for its counterpart on the other")
+        config.addinivalue_line(
+            "markers",
+            "stack(name): a check of one HA stack (heartbeat or keepalived), swapped for its counterpart on the other",
+        )
 
     def pytest_collection_modifyitems(self, config: pytest.Config, items: list[pytest.Item]) -> None:
         stack = self.running.model.ha.stack
 
         def wanted(item: pytest.Item) -> bool:
             marker = item.get_closest_marker("stack")
-            return (self.faults or not item.get_closest_marker("faults")) and (marker is None or marker.args[0] == stack)
+            return (self.faults or not item.get_closest_marker("faults")) and (
+                marker is None or marker.args[0] == stack
+            )
 
         deselected = [i for i in items if not wanted(i)]
         items[:] = [i for i in items if wanted(i)]
@@ -106,13 +118,25 @@ class ClusterPlugin:
         if rep.when == "call":  # each drill of this check: its bound and figures as JUnit properties
             for drill in self.drills[item.stash.get(_DRILLS_BEFORE, len(self.drills)) :]:
                 drill["passed"] = drill["passed"] and rep.passed  # its bound held, and so did the rest of the check
-                rep.user_properties += [(f"{drill['name']}.passed", drill["passed"]), (f"{drill['name']}.bound_s", drill["bound_s"])]
-                rep.user_properties += [(f"{drill['name']}.{k}", v) for k, v in drill["figures"].items() if v is not None]
+                rep.user_properties += [
+                    (f"{drill['name']}.passed", drill["passed"]),
+                    (f"{drill['name']}.bound_s", drill["bound_s"]),
+                ]
+                rep.user_properties += [
+                    (f"{drill['name']}.{k}", v) for k, v in drill["figures"].items() if v is not None
+                ]
         if rep.when == "call" or (rep.when == "setup" and rep.outcome != "passed"):
             detail = rep.longrepr.reprcrash.message if rep.failed and hasattr(rep.longrepr, "reprcrash") else ""
             check = item.nodeid.split("::", 1)[-1]
-            self.results.append({"check": check, "outcome": rep.outcome, "seconds": round(rep.duration, 2), "detail": str(detail),
-                                 "commands": self.steps.per_check[check] if self.steps else None})  # in the step log  # fmt: skip
+            self.results.append(
+                {
+                    "check": check,
+                    "outcome": rep.outcome,
+                    "seconds": round(rep.duration, 2),
+                    "detail": str(detail),
+                    "commands": self.steps.per_check[check] if self.steps else None,
+                }
+            )  # in the step log
             if rep.failed:
                 self.collect_ha_logs()
 

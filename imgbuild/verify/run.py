@@ -36,18 +36,43 @@ class CheckResults(TypedDict):
     step_log: dict[str, Any]  # file, commands
 
 
-def run_checks(cluster: RunningCluster, report_dir: Path, keyword: str | None = None, faults: bool = False, rounds: int = 1) -> CheckResults:
+def run_checks(
+    cluster: RunningCluster, report_dir: Path, keyword: str | None = None, faults: bool = False, rounds: int = 1
+) -> CheckResults:
     write_ssh_config(cluster, report_dir / "ssh_config")  # for an operator reaching a kept cluster
     steps = StepLog(report_dir / "steps.jsonl")
     for machine in cluster.machines.values():
         machine.step_log = steps
     plugin = ClusterPlugin(cluster, report_dir, faults, rounds, steps)
-    args = [str(CHECKS), "-p", "no:cacheprovider", "-p", "no:pytest11.testinfra", "-p", "imgbuild.verify.plugin", "-q", "--no-header", "-rN", "-c", "/dev/null",
-            f"--rootdir={CHECKS.parent}", f"--junitxml={report_dir / 'junit.xml'}", "-o", "junit_suite_name=imgbuild-verify", "-W", "ignore"]  # fmt: skip
+    args = [
+        str(CHECKS),
+        "-p",
+        "no:cacheprovider",
+        "-p",
+        "no:pytest11.testinfra",
+        "-p",
+        "imgbuild.verify.plugin",
+        "-q",
+        "--no-header",
+        "-rN",
+        "-c",
+        "/dev/null",
+        f"--rootdir={CHECKS.parent}",
+        f"--junitxml={report_dir / 'junit.xml'}",
+        "-o",
+        "junit_suite_name=imgbuild-verify",
+        "-W",
+        "ignore",
+    ]
     if keyword:
         args += ["-k", keyword]
     # pytest reports on stdout; keep stdout for the --json report.
     with contextlib.redirect_stdout(sys.stderr):
         exit_code = pytest.main(args, plugins=[plugin])
-    return {"exit_code": int(exit_code), "checks": plugin.results, "measurements": plugin.measurements, "drills": plugin.drills,
-            "step_log": {"file": steps.path.name, "commands": steps.count}}  # fmt: skip
+    return {
+        "exit_code": int(exit_code),
+        "checks": plugin.results,
+        "measurements": plugin.measurements,
+        "drills": plugin.drills,
+        "step_log": {"file": steps.path.name, "commands": steps.count},
+    }

@@ -17,9 +17,11 @@ LDIRECTORD_RUNNING = f"kill -0 $(cat {LDIRECTORD_PID}) && ps -o comm= -p $(cat {
 # keepalived writes its VRRP state to /tmp/keepalived.data on SIGUSR1, from its VRRP process and
 # not at once: the file is read once it holds the instance's state (bounded, 3 s). `State = MASTER|BACKUP|FAULT`, and on a backup
 # `Master router = <address>` once it has heard the master's adverts.
-VRRP_DUMP = ("rm -f /tmp/keepalived.data; kill -USR1 $(cat /run/keepalived.pid) && for i in $(seq 30); do"
-             " grep -qE '^ *State = (INIT|BACKUP|MASTER|FAULT|STOP)$' /tmp/keepalived.data 2>/dev/null && break; sleep 0.1; done;"
-             " sleep 0.2; cat /tmp/keepalived.data")
+VRRP_DUMP = (
+    "rm -f /tmp/keepalived.data; kill -USR1 $(cat /run/keepalived.pid) && for i in $(seq 30); do"
+    " grep -qE '^ *State = (INIT|BACKUP|MASTER|FAULT|STOP)$' /tmp/keepalived.data 2>/dev/null && break; sleep 0.1; done;"
+    " sleep 0.2; cat /tmp/keepalived.data"
+)
 
 
 @dataclass(frozen=True)

@@ -73,13 +73,17 @@ def active_balancer(cluster, settle: float = 90.0):
             break
         time.sleep(1)
     assert len(holders) == 1, f"VIP {net.vip} held by {[m.name for m in holders]}, expected exactly one balancer"
-    holders[0].wait_until_succeeds(stack_of(cluster.model).director_running(cluster.model), timeout=max(5.0, deadline - time.monotonic()))
+    holders[0].wait_until_succeeds(
+        stack_of(cluster.model).director_running(cluster.model), timeout=max(5.0, deadline - time.monotonic())
+    )
     return holders[0]
 
 
 def scheduled(net, lb, servers) -> str:
     """Shell test: every one of servers is in the virtual service, in route mode, with weight."""
-    return " && ".join(f"ipvsadm -L -n -t {net.vip}:{lb.port} | grep -qE '{s.address}:{lb.port} +Route +[1-9]'" for s in servers)
+    return " && ".join(
+        f"ipvsadm -L -n -t {net.vip}:{lb.port} | grep -qE '{s.address}:{lb.port} +Route +[1-9]'" for s in servers
+    )
 
 
 def check_bound(lb) -> float:
@@ -104,7 +108,12 @@ def sync_daemons(machine) -> set[str]:
 
 def heartbeat_restarts(machine) -> int:
     """How often the node's heartbeat restarted itself since boot (it does after a partition)."""
-    return int(machine.succeed("journalctl -b --no-pager -o cat -t heartbeat | grep -c 'Heartbeat restart triggered' || true").strip() or 0)
+    return int(
+        machine.succeed(
+            "journalctl -b --no-pager -o cat -t heartbeat | grep -c 'Heartbeat restart triggered' || true"
+        ).strip()
+        or 0
+    )
 
 
 def table_entries_of(machine, failures: list[str]) -> list[str]:
@@ -160,7 +169,11 @@ def test_cloud_init_finished_without_errors(host):
 def test_cloud_init_stages_ran_in_one_process(host):
     """One process ran every stage: the image's imgbuild-cloud-init.service for cloud-init 22.4
     (bookworm), cloud-init's own cloud-init-main.service from 24.1 on (trixie)."""
-    unit = "imgbuild-cloud-init.service" if host.run("systemctl cat imgbuild-cloud-init.service").rc == 0 else "cloud-init-main.service"
+    unit = (
+        "imgbuild-cloud-init.service"
+        if host.run("systemctl cat imgbuild-cloud-init.service").rc == 0
+        else "cloud-init-main.service"
+    )
     log = host.check_output(f"journalctl -b -o cat -u {unit}")
     for stage in ("init-local", "init", "modules:final"):
         assert re.search(rf"Cloud-init v\. \S+ running '{stage}'", log), f"stage {stage} did not run in {unit}"
@@ -282,9 +295,13 @@ def test_ha_messages_reach_the_journal(cluster):
     active = active_balancer(cluster)
     # LVSDirector loads the table first, so ldirectord's start adopts ("Changed") the virtual server.
     vip = f"{cluster.model.network.vip}:{cluster.model.balancer.port}"
-    assert re.search(rf"(Added|Changed) virtual server: {re.escape(vip)}", active.succeed("journalctl -b --no-pager -t ldirectord"))
+    assert re.search(
+        rf"(Added|Changed) virtual server: {re.escape(vip)}", active.succeed("journalctl -b --no-pager -t ldirectord")
+    )
     for machine in cluster.role(Role.loadbalancer):
-        assert "Configuration validated" in machine.succeed("journalctl -b --no-pager -t heartbeat; cat /var/log/ha-log")
+        assert "Configuration validated" in machine.succeed(
+            "journalctl -b --no-pager -t heartbeat; cat /var/log/ha-log"
+        )
 
 
 @pytest.mark.stack("keepalived")
@@ -294,7 +311,9 @@ def test_vrrp_messages_reach_the_journal(cluster):
     log = active.succeed("journalctl -b --no-pager -o cat SYSLOG_FACILITY=16")
     assert "(VIP) Entering MASTER STATE" in log, log[-2000:]
     for web in cluster.model.by_role(Role.webserver):
-        assert f"Remote Web server [{web.address}]:tcp:{cluster.model.balancer.port} succeed on service." in log, log[-2000:]
+        assert f"Remote Web server [{web.address}]:tcp:{cluster.model.balancer.port} succeed on service." in log, log[
+            -2000:
+        ]
 
 
 def test_connection_sync_roles(cluster):
@@ -354,10 +373,15 @@ def test_traffic_through_vip(cluster, vip_url, report):
 def converged(cluster, timeout: float = 60.0):
     """Wait (bounded) until one balancer holds the VIP and runs ldirectord and no balancer still
     waits to hand the VIP over; the holder. What every drill must leave behind."""
+
     def settled() -> bool:
         holders = vip_holders(cluster)
-        return (len(holders) == 1 and holders[0].execute(stack_of(cluster.model).director_running(cluster.model))[0] == 0
-                and all(m.execute(RELEASE_PENDING)[0] != 0 for m in cluster.role(Role.loadbalancer)))  # fmt: skip
+        return (
+            len(holders) == 1
+            and holders[0].execute(stack_of(cluster.model).director_running(cluster.model))[0] == 0
+            and all(m.execute(RELEASE_PENDING)[0] != 0 for m in cluster.role(Role.loadbalancer))
+        )
+
     until(settled, "one VIP holder, running ldirectord, no release pending", timeout)
     return active_balancer(cluster)
 
@@ -366,16 +390,26 @@ def standby_of(cluster, active):
     return next(m for m in cluster.role(Role.loadbalancer) if m is not active)
 
 
-def lose_power(cluster, drills, name: str, active, watch: "BalancerReturn"):
+def lose_power(cluster, drills, name: str, active, watch: BalancerReturn):
     """Power the active balancer off under client load and wait until clients are served again;
     the failed balancer boots again at once, watched by watch. Returns the drill."""
     net = cluster.model.network
     standby = standby_of(cluster, active)
-    with drill(cluster, drills, name, f"Power loss of the active balancer ({active.name})", bound_s=OUTAGE_BOUND_S, baseline=LEAD_S) as d:
+    with drill(
+        cluster,
+        drills,
+        name,
+        f"Power loss of the active balancer ({active.name})",
+        bound_s=OUTAGE_BOUND_S,
+        baseline=LEAD_S,
+    ) as d:
         try:
             d.extra["synced_s"] = round(d.synced(standby), 2)
             d.fault(f"power off {active.name}", active.crash)
-            d.extra["vip_moved_s"] = round(d.until(lambda: holds_vip(standby, str(net.vip), net.interface), f"{standby.name} holds the VIP", 120), 2)
+            d.extra["vip_moved_s"] = round(
+                d.until(lambda: holds_vip(standby, str(net.vip), net.interface), f"{standby.name} holds the VIP", 120),
+                2,
+            )
             d.recovered()
         finally:
             if d.fault_at is not None:  # powered off: boot it again (a failed wait must not boot a running node twice)
@@ -389,7 +423,9 @@ def assert_served_through(d) -> None:
     assert seen.outage_s != float("inf"), "HTTP through the VIP never came back"
     assert seen.download_error is None, seen.download_error
     assert seen.download_bytes_after_recovery > 0, "the long-lived connection stalled after the failover"
-    assert seen.outage_s <= d.bound_s, f"outage {seen.outage_s:.2f} s, bound {d.bound_s} s ({seen.failed}/{seen.total} new connections failed)"
+    assert seen.outage_s <= d.bound_s, (
+        f"outage {seen.outage_s:.2f} s, bound {d.bound_s} s ({seen.failed}/{seen.total} new connections failed)"
+    )
 
 
 def test_drill_balancer_failover(cluster, report, drills, balancer_return):
@@ -456,8 +492,11 @@ def test_drill_apache_down_and_back(cluster, vip_url, report):
     active.wait_until_succeeds(scheduled(net, lb, webs), timeout=60)
     web.succeed("systemctl stop apache2")
     try:
-        removed_after = until(lambda: real_servers(active, str(net.vip), lb.port).get(str(victim.address), ("", 0))[1] == 0,
-                              f"{victim.name} out of rotation", check_bound(lb) + 5)  # fmt: skip
+        removed_after = until(
+            lambda: real_servers(active, str(net.vip), lb.port).get(str(victim.address), ("", 0))[1] == 0,
+            f"{victim.name} out of rotation",
+            check_bound(lb) + 5,
+        )
         report["apache_down_detected_s"] = round(removed_after, 1)
         answers = Counter(answers_through(cluster, vip_url))
         assert set(answers) <= survivors, f"answers with {victim.name} down: {answers}"
@@ -519,7 +558,9 @@ class BalancerReturn:
 
     def finish(self) -> None:
         """Wait (bounded) for the watch to end."""
-        assert self._thread is not None, "the failover drill did not run, so no balancer is returning (run it too: -k 'failover or returns')"
+        assert self._thread is not None, (
+            "the failover drill did not run, so no balancer is returning (run it too: -k 'failover or returns')"
+        )
         self._thread.join(timeout=330)
         self._stop.set()
 
@@ -540,7 +581,9 @@ def returned_as_standby(watch: BalancerReturn) -> None:
     """With auto_failback off the VIP stays; at no sampled moment do both balancers hold it."""
     watch.finish()
     returning, holder = watch.returning, watch.holder
-    assert watch.ready_at is not None, f"{returning.name} did not come back: {watch.errors[-3:]}\n{returning.console_tail()}"
+    assert watch.ready_at is not None, (
+        f"{returning.name} did not come back: {watch.errors[-3:]}\n{returning.console_tail()}"
+    )
     assert watch.heard_at is not None, f"{returning.name} never heard {holder.name}: {watch.errors[-3:]}"
     assert watch.both == 0, f"both balancers held the VIP in {watch.both} of {watch.samples} samples"
     assert watch.samples >= 20, f"only {watch.samples} samples: {watch.errors[-3:]}"
@@ -555,7 +598,9 @@ def test_drill_failed_balancer_returns_as_standby(balancer_return, report):
         returned_as_standby(watch)
     finally:
         report["return_samples"] = watch.samples
-        report["return_boot_s"] = round((watch.ready_at or time.monotonic()) - watch.returning.started_at, 1) if watch.returning else None
+        report["return_boot_s"] = (
+            round((watch.ready_at or time.monotonic()) - watch.returning.started_at, 1) if watch.returning else None
+        )
 
 
 def test_drill_planned_stop(cluster, report, drills):
@@ -568,17 +613,30 @@ def test_drill_planned_stop(cluster, report, drills):
     active = active_balancer(cluster)
     standby = standby_of(cluster, active)
     standby.wait_until_succeeds(hears(cluster, active), timeout=60)
-    with drill(cluster, drills, "e-planned-stop", f"{unit} stopped on the active balancer ({active.name})", bound_s=PLANNED_STOP_BOUND_S) as d:
+    with drill(
+        cluster,
+        drills,
+        "e-planned-stop",
+        f"{unit} stopped on the active balancer ({active.name})",
+        bound_s=PLANNED_STOP_BOUND_S,
+    ) as d:
         d.fault(f"stop {unit} on {active.name}", lambda: active.succeed(f"systemctl stop {unit}", timeout=60))
         d.extra["stop_s"] = round(time.monotonic() - d.fault_at, 2)
-        d.extra["vip_moved_s"] = round(d.until(lambda: holds_vip(standby, str(net.vip), net.interface), f"{standby.name} holds the VIP", 60), 2)
-        d.extra["released_s"] = round(d.until(lambda: not holds_vip(active, str(net.vip), net.interface), f"{active.name} released the VIP", 30), 2)
+        d.extra["vip_moved_s"] = round(
+            d.until(lambda: holds_vip(standby, str(net.vip), net.interface), f"{standby.name} holds the VIP", 60), 2
+        )
+        d.extra["released_s"] = round(
+            d.until(lambda: not holds_vip(active, str(net.vip), net.interface), f"{active.name} released the VIP", 30),
+            2,
+        )
         d.recovered()
     seen = d.figures
     report["planned_stop_outage_s"] = round(seen.outage_s, 2)
     report["planned_stop_failed_requests"] = f"{seen.failed}/{seen.total}"
     assert seen.outage_s <= PLANNED_STOP_BOUND_S, f"outage {seen.outage_s:.2f} s, bound {PLANNED_STOP_BOUND_S} s"
-    assert seen.download_error is None and seen.download_bytes_after_recovery > 0, seen.download_error or "the long download stalled"
+    assert seen.download_error is None and seen.download_bytes_after_recovery > 0, (
+        seen.download_error or "the long download stalled"
+    )
     active.succeed(f"systemctl start {unit}")
     active.wait_until_succeeds(hears(cluster, standby), timeout=60)
     assert active_balancer(cluster) is standby, "the restarted balancer took the VIP back"
@@ -597,13 +655,25 @@ def test_drill_sync_daemon_lost(cluster, drills, fault_round):
     standby = standby_of(cluster, active_balancer(cluster))
     backup = "ipvsadm -L --daemon | grep -q '^backup sync daemon'"
     standby.succeed(backup)
-    with drill(cluster, drills, f"h-sync-daemon-lost-r{fault_round}", f"The standby's sync daemon stops ({standby.name})",
-               bound_s=SYNC_RESTORED_BOUND_S, bounded="restored_s") as d:  # fmt: skip
-        d.fault(f"stop the backup sync daemon on {standby.name}", lambda: standby.succeed("ipvsadm --stop-daemon backup"))
-        d.extra["restored_s"] = round(d.until(lambda: standby.execute(backup)[0] == 0, "lvs-sync-watch started it again", 30), 2)
+    with drill(
+        cluster,
+        drills,
+        f"h-sync-daemon-lost-r{fault_round}",
+        f"The standby's sync daemon stops ({standby.name})",
+        bound_s=SYNC_RESTORED_BOUND_S,
+        bounded="restored_s",
+    ) as d:
+        d.fault(
+            f"stop the backup sync daemon on {standby.name}", lambda: standby.succeed("ipvsadm --stop-daemon backup")
+        )
+        d.extra["restored_s"] = round(
+            d.until(lambda: standby.execute(backup)[0] == 0, "lvs-sync-watch started it again", 30), 2
+        )
     assert "no connection sync daemon ran" in standby.succeed("journalctl -b --no-pager -t lvs-sync")
     assert d.extra["restored_s"] <= SYNC_RESTORED_BOUND_S
-    assert d.figures.failed == 0, f"{d.figures.failed} new connections failed while only the standby's sync daemon was down"
+    assert d.figures.failed == 0, (
+        f"{d.figures.failed} new connections failed while only the standby's sync daemon was down"
+    )
 
 
 @pytest.mark.faults
@@ -640,23 +710,48 @@ def test_drill_ping_node_lost(cluster, report, drills):
     for machine in (active, standby):
         machine.wait_until_succeeds(PING_NODE_UP.format(gateway=net.gateway), timeout=60)
     ingress = f"tc qdisc add dev {net.interface} ingress"
-    active.succeed(f"modprobe -a sch_ingress cls_u32 act_gact && {{ tc qdisc del dev {net.interface} ingress 2>/dev/null; {ingress}; }}")
+    active.succeed(
+        f"modprobe -a sch_ingress cls_u32 act_gact && {{ tc qdisc del dev {net.interface} ingress 2>/dev/null; {ingress}; }}"
+    )
     drop = f"tc filter add dev {net.interface} parent ffff: protocol ip prio 1 u32 match ip src {net.gateway}/32 action drop"
     try:
-        with drill(cluster, drills, "i-ping-node-lost", f"{active.name} loses its ping node {net.gateway}", bound_s=PLANNED_STOP_BOUND_S) as d:
+        with drill(
+            cluster,
+            drills,
+            "i-ping-node-lost",
+            f"{active.name} loses its ping node {net.gateway}",
+            bound_s=PLANNED_STOP_BOUND_S,
+        ) as d:
             try:
                 d.fault(f"replies of {net.gateway} dropped on {active.name}", lambda: active.succeed(drop))
-                d.extra["vip_moved_s"] = round(d.until(lambda: holds_vip(standby, str(net.vip), net.interface), f"{standby.name} holds the VIP", 120), 2)
-                d.extra["released_s"] = round(d.until(lambda: not holds_vip(active, str(net.vip), net.interface), f"{active.name} released the VIP", 60), 2)
+                d.extra["vip_moved_s"] = round(
+                    d.until(
+                        lambda: holds_vip(standby, str(net.vip), net.interface), f"{standby.name} holds the VIP", 120
+                    ),
+                    2,
+                )
+                d.extra["released_s"] = round(
+                    d.until(
+                        lambda: not holds_vip(active, str(net.vip), net.interface),
+                        f"{active.name} released the VIP",
+                        60,
+                    ),
+                    2,
+                )
                 d.recovered()
             finally:
-                d.heal(f"replies of {net.gateway} back on {active.name}", lambda: active.execute(f"tc filter del dev {net.interface} parent ffff: prio 1"))
+                d.heal(
+                    f"replies of {net.gateway} back on {active.name}",
+                    lambda: active.execute(f"tc filter del dev {net.interface} parent ffff: prio 1"),
+                )
             active.wait_until_succeeds(PING_NODE_UP.format(gateway=net.gateway), timeout=60)
     finally:
         active.execute(f"tc qdisc del dev {net.interface} ingress")
     report["ping_node_lost_vip_moved_s"] = d.extra["vip_moved_s"]
     assert converged(cluster) is standby, "the VIP went back to the balancer that had lost its ping node"
-    assert d.figures.outage_s <= PLANNED_STOP_BOUND_S, f"outage {d.figures.outage_s:.2f} s, bound {PLANNED_STOP_BOUND_S} s ({d.figures.failed}/{d.figures.total} new connections failed)"
+    assert d.figures.outage_s <= PLANNED_STOP_BOUND_S, (
+        f"outage {d.figures.outage_s:.2f} s, bound {PLANNED_STOP_BOUND_S} s ({d.figures.failed}/{d.figures.total} new connections failed)"
+    )
     assert d.figures.download_error is None, d.figures.download_error
 
 
@@ -672,22 +767,38 @@ def test_drill_hung_webserver(cluster, drills, fault_round):
     active.wait_until_succeeds(scheduled(net, lb, webs), timeout=60)
     bound = check_bound(lb)
 
-    with drill(cluster, drills, f"g-hung-webserver-r{fault_round}", f"Apache hangs on {victim.name}", bound_s=bound,
-               bounded="out_of_rotation_s") as d:  # fmt: skip
+    with drill(
+        cluster,
+        drills,
+        f"g-hung-webserver-r{fault_round}",
+        f"Apache hangs on {victim.name}",
+        bound_s=bound,
+        bounded="out_of_rotation_s",
+    ) as d:
         try:
             d.fault(f"SIGSTOP apache2 on {victim.name}", lambda: web.succeed("systemctl kill -s STOP apache2"))
-            d.extra["out_of_rotation_s"] = round(d.until_on(active, f"! {scheduled(net, lb, [victim])}", f"{victim.name} out of rotation", bound + 30), 2)
+            d.extra["out_of_rotation_s"] = round(
+                d.until_on(active, f"! {scheduled(net, lb, [victim])}", f"{victim.name} out of rotation", bound + 30), 2
+            )
             removed = time.monotonic()
             time.sleep(2.0)  # new connections go to the others only
         finally:
             d.heal(f"SIGCONT apache2 on {victim.name}", lambda: web.succeed("systemctl kill -s CONT apache2"))
-        d.extra["back_in_s"] = round(d.until_on(active, scheduled(net, lb, [victim]), f"{victim.name} back in rotation", bound + 30) - (d.heal_at - d.fault_at), 2)
+        d.extra["back_in_s"] = round(
+            d.until_on(active, scheduled(net, lb, [victim]), f"{victim.name} back in rotation", bound + 30)
+            - (d.heal_at - d.fault_at),
+            2,
+        )
     late = [r for r in d.traffic.requests if r[4] == "new" and removed < r[0] < d.heal_at]
     d.note("failed_while_out", sum(not r[2] for r in late))
     d.note("failures_while_out", failures_after(late, removed))
     d.note("table_entries_of_failures", table_entries_of(active, d.extra["failures_while_out"]))
-    assert d.extra["out_of_rotation_s"] <= bound, f"{victim.name} out after {d.extra['out_of_rotation_s']} s, bound {bound:.0f} s"
-    assert d.extra["failed_while_out"] == 0, f"{d.extra['failed_while_out']} of {len(late)} new connections failed while {victim.name} was out: {d.extra['failures_while_out']}, {d.extra['table_entries_of_failures']}"
+    assert d.extra["out_of_rotation_s"] <= bound, (
+        f"{victim.name} out after {d.extra['out_of_rotation_s']} s, bound {bound:.0f} s"
+    )
+    assert d.extra["failed_while_out"] == 0, (
+        f"{d.extra['failed_while_out']} of {len(late)} new connections failed while {victim.name} was out: {d.extra['failures_while_out']}, {d.extra['table_entries_of_failures']}"
+    )
 
 
 @pytest.mark.faults
@@ -712,8 +823,10 @@ def test_drill_heartbeat_path_lost(cluster, drills, fault_round):
     for machine in balancers:
         machine.succeed(f"modprobe -a sch_ingress cls_u32 act_gact && {{ {no_qdisc} 2>/dev/null; {qdisc}; }}")
     hold = 4 * hb.deadtime_ms / 1000  # four times what it takes heartbeat to declare a peer dead
-    drop = (f"tc filter add dev {net.interface} parent ffff: protocol ip prio 1 "
-            f"u32 match ip protocol 17 0xff match ip dport {hb.udpport} 0xffff action drop")  # fmt: skip
+    drop = (
+        f"tc filter add dev {net.interface} parent ffff: protocol ip prio 1 "
+        f"u32 match ip protocol 17 0xff match ip dport {hb.udpport} 0xffff action drop"
+    )
     undrop = f"tc filter del dev {net.interface} parent ffff: prio 1"
     samples: list[int] = []
 
@@ -722,7 +835,9 @@ def test_drill_heartbeat_path_lost(cluster, drills, fault_round):
         end = time.monotonic() + seconds
         while time.monotonic() < end:
             samples.append(len(vip_holders(cluster)))
-            assert standby.execute(hears(cluster, active))[0] == 0, f"{standby.name} lost {active.name} with one heartbeat path left"
+            assert standby.execute(hears(cluster, active))[0] == 0, (
+                f"{standby.name} lost {active.name} with one heartbeat path left"
+            )
             time.sleep(0.2)
 
     def run_path_drill(d: Drill) -> None:
@@ -742,8 +857,14 @@ def test_drill_heartbeat_path_lost(cluster, drills, fault_round):
         time.sleep(1.0)
 
     try:
-        with drill(cluster, drills, f"d-heartbeat-path-lost-r{fault_round}", "One heartbeat path lost at a time",
-                   bound_s=0.0, bounded="outage_total_s") as d:  # fmt: skip
+        with drill(
+            cluster,
+            drills,
+            f"d-heartbeat-path-lost-r{fault_round}",
+            "One heartbeat path lost at a time",
+            bound_s=0.0,
+            bounded="outage_total_s",
+        ) as d:
             run_path_drill(d)
     finally:
         for machine in balancers:
@@ -770,12 +891,20 @@ def test_drill_partition_active(cluster, drills, fault_round):
     # Every cable of the node: with the dedicated heartbeat link, pulling only the cluster
     # segment's is drill d's business (one heartbeat path lost).
     nics = [0, 1] if cluster.model.heartbeat.link.enabled else [0]
-    with drill(cluster, drills, f"c-partition-active-r{fault_round}", f"Partition of the active balancer ({active.name})",
-               bound_s=OUTAGE_BOUND_S, baseline=LEAD_S) as d:  # fmt: skip
+    with drill(
+        cluster,
+        drills,
+        f"c-partition-active-r{fault_round}",
+        f"Partition of the active balancer ({active.name})",
+        bound_s=OUTAGE_BOUND_S,
+        baseline=LEAD_S,
+    ) as d:
         try:
             d.extra["synced_s"] = round(d.synced(standby), 2)
             d.fault(f"cables of {active.name} pulled", lambda: active.block(*nics))
-            d.extra["vip_moved_s"] = round(d.until(lambda: holds_vip(standby, str(net.vip), net.interface), f"{standby.name} holds the VIP", 60), 2)
+            d.extra["vip_moved_s"] = round(
+                d.until(lambda: holds_vip(standby, str(net.vip), net.interface), f"{standby.name} holds the VIP", 60), 2
+            )
             d.recovered()
             time.sleep(max(0.0, 15.0 - (time.monotonic() - d.fault_at)))
         finally:
@@ -784,12 +913,18 @@ def test_drill_partition_active(cluster, drills, fault_round):
         # timed inside it, since polling both nodes over SSH took up to a second per round on a slow host.
         released = d.until_on(active, f"! {vip_here(net)}", f"{active.name} released the VIP", 60)
         d.extra["one_holder_s"] = round(released - (d.heal_at - d.fault_at), 2)
-        assert vip_holders(cluster) == [standby], "after the partition the VIP must stay with the node the clients were turned to"
+        assert vip_holders(cluster) == [standby], (
+            "after the partition the VIP must stay with the node the clients were turned to"
+        )
         # The cut-off node's heartbeat was killed and starts afresh (lvs-link-watch): the peer
         # takes it as a join. A heartbeat that hears its partitioned peer return restarts on both
         # nodes instead, and each gives the VIP up on the way: the client watches 30 s for that.
         listeners = cluster.role(Role.loadbalancer) if on_heartbeat else [active]  # a VRRP master hears no one
-        d.until(lambda: all(m.execute(hears(cluster, standby_of(cluster, m)))[0] == 0 for m in listeners), "the returned node hears the holder", 60)
+        d.until(
+            lambda: all(m.execute(hears(cluster, standby_of(cluster, m)))[0] == 0 for m in listeners),
+            "the returned node hears the holder",
+            60,
+        )
         time.sleep(max(0.0, 30.0 - (time.monotonic() - d.heal_at)))
         d.extra["holder_restarts"] = heartbeat_restarts(standby) - holder_restarts_before if on_heartbeat else 0
         # Then one of them must serve with health checks for good: once, both heartbeats came
@@ -800,10 +935,16 @@ def test_drill_partition_active(cluster, drills, fault_round):
     d.note("failures_after_heal", failures_after(after_heal, d.heal_at))
     d.note("table_entries_of_failures", table_entries_of(standby, d.extra["failures_after_heal"]))
     assert_served_through(d)
-    assert d.extra["one_holder_s"] <= 2.0, f"two balancers held the VIP for {d.extra['one_holder_s']} s after the cable was back"
-    assert d.extra["failed_after_heal"] == 0, f"{d.extra['failed_after_heal']} of {len(after_heal)} new connections failed after the partition healed: {d.extra['failures_after_heal']}, {d.extra['table_entries_of_failures']}"
+    assert d.extra["one_holder_s"] <= 2.0, (
+        f"two balancers held the VIP for {d.extra['one_holder_s']} s after the cable was back"
+    )
+    assert d.extra["failed_after_heal"] == 0, (
+        f"{d.extra['failed_after_heal']} of {len(after_heal)} new connections failed after the partition healed: {d.extra['failures_after_heal']}, {d.extra['table_entries_of_failures']}"
+    )
     assert len(vip_holders(cluster)) == 1
-    assert d.extra["holder_restarts"] == 0, f"heartbeat on {standby.name}, which served, restarted after the partition: the cut-off node came back with its old heartbeat"
+    assert d.extra["holder_restarts"] == 0, (
+        f"heartbeat on {standby.name}, which served, restarted after the partition: the cut-off node came back with its old heartbeat"
+    )
 
 
 def test_drill_webserver_power_loss(cluster, report, drills):
@@ -821,10 +962,18 @@ def test_drill_webserver_power_loss(cluster, report, drills):
     active.wait_until_succeeds(scheduled(net, lb, webs), timeout=60)
     bound = check_bound(lb)
 
-    with drill(cluster, drills, "f-power-loss-webserver", f"Power loss of a web server ({victim.name})", bound_s=bound,
-               bounded="out_of_rotation_s") as d:  # fmt: skip
+    with drill(
+        cluster,
+        drills,
+        "f-power-loss-webserver",
+        f"Power loss of a web server ({victim.name})",
+        bound_s=bound,
+        bounded="out_of_rotation_s",
+    ) as d:
         d.fault(f"power off {victim.name}", cluster.machine(victim).crash)
-        detected = d.until_on(active, f"! {scheduled(net, lb, [victim])}", f"{victim.name} out of rotation", timeout=bound + 30)
+        detected = d.until_on(
+            active, f"! {scheduled(net, lb, [victim])}", f"{victim.name} out of rotation", timeout=bound + 30
+        )
         d.extra["out_of_rotation_s"] = round(detected, 2)
         removed = time.monotonic()
         time.sleep(3.0)  # every new connection from here on must succeed
@@ -840,7 +989,9 @@ def test_drill_webserver_power_loss(cluster, report, drills):
     d.note("failed_after_removal", d_failed_after)
     failures = d.note("failures_after_removal", failures_after(late, removed))
     entries = d.note("table_entries_of_failures", table_entries_of(active, failures))
-    assert detected <= bound, f"{victim.name} out of rotation after {detected:.2f} s, bound check_interval + check_timeout + {CHECK_ROUND_S} = {bound} s"
+    assert detected <= bound, (
+        f"{victim.name} out of rotation after {detected:.2f} s, bound check_interval + check_timeout + {CHECK_ROUND_S} = {bound} s"
+    )
     assert late and d_failed_after == 0, (
         f"{d_failed_after} of {len(late)} new connections went unanswered after {victim.name} left the table: {failures}, {entries}"
     )

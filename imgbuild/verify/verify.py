@@ -15,12 +15,12 @@ from imgbuild.builder import build as builder
 from imgbuild.builder import mirror
 from imgbuild.cloudinit import seeds as seeds_mod
 from imgbuild.errors import UserError
+from imgbuild.model import Cluster, Role
 from imgbuild.paths import release_dir
 from imgbuild.publish import output_dir
-from imgbuild.run import logging_to
-from imgbuild.model import Cluster, Role
 from imgbuild.qemu import accel as accel_mod
 from imgbuild.qemu.machine import NodeFailed, require_qemu
+from imgbuild.run import logging_to
 from imgbuild.verify import cluster as cluster_mod
 from imgbuild.verify.run import run_checks
 from imgbuild.verify.timeline import report_html
@@ -37,7 +37,9 @@ def down(cluster: Cluster) -> list[str]:
     try:
         record = json.loads(state.read_private(path))
     except json.JSONDecodeError:
-        raise UserError(f"{path} is not a kept record; stop its QEMUs and `ip netns delete` its namespace by hand, then remove it") from None
+        raise UserError(
+            f"{path} is not a kept record; stop its QEMUs and `ip netns delete` its namespace by hand, then remove it"
+        ) from None
     cluster_mod.remove_kept(record)
     path.unlink()
     return [record["netns"], *record["nodes"]]
@@ -90,7 +92,15 @@ def verify(
     report_dir = output_dir(reports).absolute() / time.strftime("verify-%Y%m%d-%H%M%S")
     report_dir.mkdir()
     ssh_key, _ = state.admin_key(cluster.name)
-    report: dict[str, Any] = {"release": cluster.build.release, "stack": cluster.ha.stack, "accel": chosen, "accel_reason": reason, "report_dir": str(report_dir), "faults": faults, "rounds": rounds}
+    report: dict[str, Any] = {
+        "release": cluster.build.release,
+        "stack": cluster.ha.stack,
+        "accel": chosen,
+        "accel_reason": reason,
+        "report_dir": str(report_dir),
+        "faults": faults,
+        "rounds": rounds,
+    }
 
     def keep_it(running: cluster_mod.RunningCluster) -> bool:
         if keep:
@@ -99,22 +109,44 @@ def verify(
 
     try:
         # every command verify runs (network, overlays, QEMU) goes to the report's commands.log
-        with logging_to(report_dir / "commands.log"), ui.progress([n.name for n in cluster.nodes]) as update, cluster_mod.running(
-            cluster, images=release_dir(images, cluster.build.release), seeds=seeds, workdir=report_dir, ssh_key=ssh_key, accel=chosen, memory_mb=memory_mb,
-            cpus=cpus, ready_timeout=ready_timeout, on_status=update, keep=keep_it,
-        ) as running:
+        with (
+            logging_to(report_dir / "commands.log"),
+            ui.progress([n.name for n in cluster.nodes]) as update,
+            cluster_mod.running(
+                cluster,
+                images=release_dir(images, cluster.build.release),
+                seeds=seeds,
+                workdir=report_dir,
+                ssh_key=ssh_key,
+                accel=chosen,
+                memory_mb=memory_mb,
+                cpus=cpus,
+                ready_timeout=ready_timeout,
+                on_status=update,
+                keep=keep_it,
+            ) as running,
+        ):
             report["boot_seconds"] = running.boot_seconds
             report["cluster_ready_seconds"] = running.ready_seconds
             ui.err.print(f"cluster ready in {running.ready_seconds:.0f} s: {running.boot_seconds}")
             report.update(run_checks(running, report_dir, keyword, faults, rounds))
             if keep:
-                ui.err.print(f"cluster kept: `ip netns exec {running.netns_name} ssh -i {ssh_key} {cluster.admin.user}@ADDRESS`")
+                ui.err.print(
+                    f"cluster kept: `ip netns exec {running.netns_name} ssh -i {ssh_key} {cluster.admin.user}@ADDRESS`"
+                )
     except NodeFailed as err:
-        report.update(exit_code=1, checks=[{"check": "boot", "outcome": "failed", "seconds": 0, "detail": str(err)}], measurements={}, drills=[])
+        report.update(
+            exit_code=1,
+            checks=[{"check": "boot", "outcome": "failed", "seconds": 0, "detail": str(err)}],
+            measurements={},
+            drills=[],
+        )
         ui.error(str(err))
     report["total_seconds"] = round(time.monotonic() - started, 1)
     (report_dir / "report.json").write_text(json.dumps(report, indent=2, default=str) + "\n")
     html = report_html(report, report_dir)  # a timeline picture per drill, linked from one page
     ui.err.print(summary(report))
-    ui.err.print(f"report: {report_dir}/report.json, {html.name}, JUnit: {report_dir}/junit.xml; total {report['total_seconds']:.0f} s")
+    ui.err.print(
+        f"report: {report_dir}/report.json, {html.name}, JUnit: {report_dir}/junit.xml; total {report['total_seconds']:.0f} s"
+    )
     return report

@@ -28,14 +28,27 @@ def pytest_configure(config: pytest.Config) -> None:
     signal.signal(signal.SIGTERM, _interrupt)
 
 
-def run_imgbuild(*args: str, env: dict[str, str] | None = None, timeout: float = 1800) -> subprocess.CompletedProcess[str]:
+def run_imgbuild(
+    *args: str, env: dict[str, str] | None = None, timeout: float = 1800
+) -> subprocess.CompletedProcess[str]:
     return subprocess.run([*IMGBUILD, *args], capture_output=True, text=True, env=env, timeout=timeout, cwd=REPO)
 
 
 def run_verify(images: Path, seeds: Path, reports: Path, test_env: dict[str, str], *flags: str) -> dict:
     """`imgbuild verify` on the images under `images.parent`: its JSON report, exit status and stderr's tail."""
-    result = run_imgbuild("verify", *flags, "--output", str(images.parent), "--seeds", str(seeds), "--reports", str(reports), "--json",
-                          env=test_env, timeout=2400)  # fmt: skip
+    result = run_imgbuild(
+        "verify",
+        *flags,
+        "--output",
+        str(images.parent),
+        "--seeds",
+        str(seeds),
+        "--reports",
+        str(reports),
+        "--json",
+        env=test_env,
+        timeout=2400,
+    )
     report = json.loads(result.stdout)
     report["_exit"] = result.returncode
     report["_stderr"] = result.stderr[-4000:]

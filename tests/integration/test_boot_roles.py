@@ -9,9 +9,9 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
-from imgbuild.paths import artefact
 from imgbuild.cloudinit.seedfs import write_iso
 from imgbuild.model import Cluster, Role, ipvs_modules
+from imgbuild.paths import artefact
 from imgbuild.qemu.accel import choose
 from imgbuild.qemu.machine import BootSpec, Machine
 from imgbuild.verify.test_cluster import check_page_command
@@ -35,9 +35,13 @@ PROBE = r"IMGBUILD-PROBE (.*) IMGBUILD-END"
 
 def minimal_seed(path, role: Role) -> None:
     probe = PROBES[role].replace("IMGBUILD-END", f"{IDENTITY} IMGBUILD-END")
-    user_data = ("#cloud-config\nwrite_files:\n  - path: /var/lib/cloud/scripts/per-boot/probe\n    permissions: '0755'\n"
-                 f"    content: {json.dumps('#!/bin/sh' + chr(10) + probe + chr(10))}\n")  # fmt: skip
-    write_iso(path, "cidata", {"user-data": user_data.encode(), "meta-data": f"instance-id: probe-{role.value}\n".encode()})
+    user_data = (
+        "#cloud-config\nwrite_files:\n  - path: /var/lib/cloud/scripts/per-boot/probe\n    permissions: '0755'\n"
+        f"    content: {json.dumps('#!/bin/sh' + chr(10) + probe + chr(10))}\n"
+    )
+    write_iso(
+        path, "cidata", {"user-data": user_data.encode(), "meta-data": f"instance-id: probe-{role.value}\n".encode()}
+    )
 
 
 def boot_probe(images, tmp_path, role: Role, power_cut: bool = False) -> list[str]:
@@ -45,7 +49,9 @@ def boot_probe(images, tmp_path, role: Role, power_cut: bool = False) -> list[st
     boot printed its probe (what the boot wrote before its final stage must be on disk), then boots again."""
     seed = tmp_path / f"{role.value}-seed.iso"
     minimal_seed(seed, role)
-    boot = BootSpec(artefact(images, role, "qcow2"), seed, artefact(images, role, "kernel"), artefact(images, role, "initrd"))
+    boot = BootSpec(
+        artefact(images, role, "qcow2"), seed, artefact(images, role, "kernel"), artefact(images, role, "initrd")
+    )
     machine = Machine(f"probe-{role.value}", boot, tmp_path, choose("auto")[0], memory_mb=512)
     machine.start()
     try:
@@ -63,8 +69,10 @@ def boot_probe(images, tmp_path, role: Role, power_cut: bool = False) -> list[st
 
 def test_both_roles_boot(images, tmp_path):
     with ThreadPoolExecutor(2) as pool:
-        (lb, lb_again), (web,) = pool.map(lambda r: boot_probe(images, tmp_path, r, power_cut=r is Role.loadbalancer),
-                                          [Role.loadbalancer, Role.webserver])  # fmt: skip
+        (lb, lb_again), (web,) = pool.map(
+            lambda r: boot_probe(images, tmp_path, r, power_cut=r is Role.loadbalancer),
+            [Role.loadbalancer, Role.webserver],
+        )
     probe = dict(re.findall(r"(\w+)=(\S*)", lb))
     assert probe["ipvs"] == str(len(ipvs_modules(images.name))), lb
     assert probe["heartbeat"] != "active", "heartbeat must wait for its configuration"

@@ -9,12 +9,11 @@ import subprocess
 import time
 
 import pytest
+from conftest import IMGBUILD, run_imgbuild
 
 from imgbuild.builder import imagefs
 from imgbuild.builder.elements import ARP_SYSCTLS_FILE, arp_sysctls, elements_dir
 from imgbuild.model import ipvs_modules
-
-from conftest import IMGBUILD, run_imgbuild
 
 pytestmark = pytest.mark.slow
 
@@ -35,7 +34,9 @@ def test_manifest_describes_every_artefact(images, role):
     assert manifest["elements"] == ["debian-minimal", f"imgbuild-{role}"]
     assert manifest["diskimage_builder"] and manifest["build_seconds"] > 0
     assert "cloud-init" in manifest["packages"] and "openssh-server" in manifest["packages"]
-    qemu_img = subprocess.run(["qemu-img", "info", "--output=json", str(images / role / f"{role}.qcow2")], capture_output=True, text=True)
+    qemu_img = subprocess.run(
+        ["qemu-img", "info", "--output=json", str(images / role / f"{role}.qcow2")], capture_output=True, text=True
+    )
     assert json.loads(qemu_img.stdout)["format"] == "qcow2"
 
 
@@ -68,7 +69,9 @@ def test_webserver_contents(images):
     sysctls = imagefs.read_text(image, "/etc/sysctl.d/60-imgbuild-lvs-dr.conf")
     assert sysctls == (elements_dir() / ARP_SYSCTLS_FILE).read_text()
     assert arp_sysctls() == {"net.ipv4.conf.all.arp_ignore": 1, "net.ipv4.conf.all.arp_announce": 2}
-    assert "After=cloud-init.service" in imagefs.read_text(image, "/etc/systemd/system/apache2.service.d/10-imgbuild.conf")
+    assert "After=cloud-init.service" in imagefs.read_text(
+        image, "/etc/systemd/system/apache2.service.d/10-imgbuild.conf"
+    )
 
 
 @pytest.mark.parametrize("role", ["loadbalancer", "webserver"])
@@ -88,7 +91,9 @@ def test_generic_image_holds_no_identity(images, role):
     # Only the diskless root brings eth0 up from the kernel's ip= with systemd-networkd.
     assert "/etc/systemd/system/multi-user.target.wants/systemd-networkd.service" in listing
     assert "systemd-networkd.service" not in imagefs.listdir(image, "/etc/systemd/system/multi-user.target.wants")
-    machine_id = subprocess.run(["unsquashfs", "-cat", str(squashfs), "etc/machine-id"], capture_output=True, check=True).stdout
+    machine_id = subprocess.run(
+        ["unsquashfs", "-cat", str(squashfs), "etc/machine-id"], capture_output=True, check=True
+    ).stdout
     assert machine_id == b""
 
 
@@ -114,9 +119,12 @@ def test_interrupted_build_leaves_previous_output_and_no_loop_devices(images, te
     loops_before = subprocess.run(["losetup", "-a"], capture_output=True, text=True).stdout
     proc = subprocess.Popen(
         [*IMGBUILD, "build", "--role", "webserver", "--output", str(images.parent), "--force"],
-        env=test_env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+        env=test_env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
         preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),  # as from a terminal, even under CI
-    )  # fmt: skip
+    )
     time.sleep(45)  # well inside the build: packages are being installed in the chroot
     proc.send_signal(signal.SIGINT)
     proc.wait(timeout=180)
@@ -131,8 +139,10 @@ def test_interrupted_build_leaves_previous_output_and_no_loop_devices(images, te
     ("args", "line"),
     [
         (["--role", "database"], "error: unknown role 'database'; choose loadbalancer or webserver"),
-        (["--config", "/nonexistent.toml"],
-         "error: /nonexistent.toml: no such file; write one with `imgbuild init /nonexistent.toml`"),
+        (
+            ["--config", "/nonexistent.toml"],
+            "error: /nonexistent.toml: no such file; write one with `imgbuild init /nonexistent.toml`",
+        ),
     ],
 )
 def test_user_errors_are_one_line(args, line, test_env, tmp_path):

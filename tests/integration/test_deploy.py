@@ -12,8 +12,8 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
-
 from conftest import IMGBUILD, REPO, run_imgbuild
+
 from imgbuild import model, state
 from imgbuild.builder.build import read_manifest
 from imgbuild.builder.openstack import RELEASE_VERSION
@@ -46,11 +46,22 @@ def test_manifest_lists_whole_disk_for_openstack(images, test_env):
         manifest = read_manifest(images, role)
         disk = manifest["artefacts"]["disk-qcow2"]
         glance = manifest["openstack"]
-        assert glance["file"] == disk["file"] and glance["disk_format"] == "qcow2" and glance["container_format"] == "bare"
+        assert (
+            glance["file"] == disk["file"] and glance["disk_format"] == "qcow2" and glance["container_format"] == "bare"
+        )
         assert glance["min_disk"] * GIB >= disk["virtual_bytes"] and glance["min_ram"] == 512
-        assert glance["properties"]["os_distro"] == "debian" and glance["properties"]["os_version"] == RELEASE_VERSION[images.name]
-        info = json.loads(subprocess.run(["qemu-img", "info", "--output=json", str(images / role.value / disk["file"])],
-                                         capture_output=True, text=True, check=True).stdout)  # fmt: skip
+        assert (
+            glance["properties"]["os_distro"] == "debian"
+            and glance["properties"]["os_version"] == RELEASE_VERSION[images.name]
+        )
+        info = json.loads(
+            subprocess.run(
+                ["qemu-img", "info", "--output=json", str(images / role.value / disk["file"])],
+                capture_output=True,
+                text=True,
+                check=True,
+            ).stdout
+        )
         assert info["virtual-size"] == disk["virtual_bytes"]
         result = run_imgbuild("openstack-args", "--role", role.value, "--output", str(images.parent), env=test_env)
         assert result.returncode == 0, result.stderr
@@ -64,10 +75,17 @@ def _firmware_boot(images: Path, seeds: Path, seg: netns.Segment, workdir: Path,
     node = CLUSTER.node(name)
     manifest = read_manifest(images, node.role)
     size = manifest["artefacts"]["disk-qcow2"]["virtual_bytes"] + GIB  # a flavour's disk, bigger than the image
-    spec = BootSpec(artefact(images, node.role, "disk-qcow2"), seed_dir(seeds, node) / CONFIG_DRIVE_ISO, firmware=firmware, disk_size=size)
+    spec = BootSpec(
+        artefact(images, node.role, "disk-qcow2"),
+        seed_dir(seeds, node) / CONFIG_DRIVE_ISO,
+        firmware=firmware,
+        disk_size=size,
+    )
     key, _ = state.admin_key(CLUSTER.name)
     tap = f"tap-{firmware[0]}{name[-1]}{name[0]}"
-    machine = node_machine(CLUSTER, node, spec, workdir, choose("auto")[0], seg, tap, key, name=f"{firmware}-{name}", memory_mb=512)
+    machine = node_machine(
+        CLUSTER, node, spec, workdir, choose("auto")[0], seg, tap, key, name=f"{firmware}-{name}", memory_mb=512
+    )
     machine.start()
     try:
         seconds = wait_until_ready(machine, timeout=500)
@@ -92,10 +110,18 @@ def _firmware_boot(images: Path, seeds: Path, seg: netns.Segment, workdir: Path,
 def test_whole_disk_boots_under_firmware(images, seeds, test_env, tmp_path, monkeypatch, figures, firmware):
     """Both roles' whole disks boot under SeaBIOS / OVMF with their config drive; root fills the bigger disk."""
     monkeypatch.setenv("IMGBUILD_STATE", test_env["IMGBUILD_STATE"])
-    with netns.segment(f"{netns.PREFIX}fw-{tmp_path.name[-6:]}", CLUSTER.network.subnet, CLUSTER.free_address()) as seg, netns.entered(seg.name):
-        with ThreadPoolExecutor(2) as pool:
-            results = dict(zip(["loadb1", "webserver1"], pool.map(
-                lambda n: _firmware_boot(images, seeds, seg, tmp_path, firmware, n), ["loadb1", "webserver1"])))  # fmt: skip
+    with (
+        netns.segment(f"{netns.PREFIX}fw-{tmp_path.name[-6:]}", CLUSTER.network.subnet, CLUSTER.free_address()) as seg,
+        netns.entered(seg.name),ThreadPoolExecutor(2) as pool
+    ):
+        results = dict(
+            zip(
+                ["loadb1", "webserver1"],
+                pool.map(
+                    lambda n: _firmware_boot(images, seeds, seg, tmp_path, firmware, n), ["loadb1", "webserver1"]
+                ),
+            )
+        )
     for name, got in results.items():
         node = CLUSTER.node(name)
         assert got["hostname"] == name
@@ -103,7 +129,9 @@ def test_whole_disk_boots_under_firmware(images, seeds, test_env, tmp_path, monk
         assert got["efi"] == (firmware == "uefi")
         assert got["disk"] == got["expected_size"]
         assert got["root_source"] == "/dev/vda3"
-        assert got["partition"] > got["disk"] - 64 * (1 << 20), f"root partition {got['partition']} does not fill the disk"
+        assert got["partition"] > got["disk"] - 64 * (1 << 20), (
+            f"root partition {got['partition']} does not fill the disk"
+        )
         # df leaves out ext4's own metadata (inode tables, journal): about 10 % here.
         assert got["root"] > 0.85 * got["partition"], f"root filesystem {got['root']} was not grown to its partition"
         assert "status: done" in got["cloud_init"] and "ConfigDrive" in got["datasource"]
@@ -118,9 +146,24 @@ def pxe_server(images, seeds, test_env, tmp_path):
     with netns.segment(name, CLUSTER.network.subnet, CLUSTER.free_address()) as seg, netns.entered(seg.name):
         log = (tmp_path / "serve.log").open("w")
         server = subprocess.Popen(
-            [*IMGBUILD, "pxe", "--output", str(images.parent), "--seeds", str(seeds), "--tree", str(tree), "--serve", "--interface", netns.BRIDGE],
-            env=test_env, cwd=REPO, stdout=log, stderr=subprocess.STDOUT,
-        )  # fmt: skip
+            [
+                *IMGBUILD,
+                "pxe",
+                "--output",
+                str(images.parent),
+                "--seeds",
+                str(seeds),
+                "--tree",
+                str(tree),
+                "--serve",
+                "--interface",
+                netns.BRIDGE,
+            ],
+            env=test_env,
+            cwd=REPO,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
         try:
             deadline = time.monotonic() + 120
             while "serving" not in (tmp_path / "serve.log").read_text():
@@ -144,7 +187,18 @@ def test_pxe_boot_from_served_tree(pxe_server, test_env, tmp_path, monkeypatch, 
     with urllib.request.urlopen(f"{pxe_base_url(CLUSTER)}/boot.ipxe", timeout=10) as reply:
         assert reply.read().startswith(b"#!ipxe")
     key, _ = state.admin_key(CLUSTER.name)
-    machine = node_machine(CLUSTER, node, BootSpec(image=None), tmp_path, choose("auto")[0], seg, "tap-pxe", key, name="pxe-webserver2", memory_mb=1024)
+    machine = node_machine(
+        CLUSTER,
+        node,
+        BootSpec(image=None),
+        tmp_path,
+        choose("auto")[0],
+        seg,
+        "tap-pxe",
+        key,
+        name="pxe-webserver2",
+        memory_mb=1024,
+    )
     machine.start()
     try:
         figures["pxe_boot_to_ready_s"] = {"webserver2": round(wait_until_ready(machine, timeout=500), 1)}

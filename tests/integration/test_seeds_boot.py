@@ -23,7 +23,10 @@ def test_config_drive_boot_and_schema(images, seeds, test_env, tmp_path, monkeyp
     node = cluster.node("webserver1")
     key, _ = state.admin_key(cluster.name)
     spec = boot_spec(node, images, seeds, CONFIG_DRIVE_ISO)
-    with netns.segment(f"{netns.PREFIX}cd-{tmp_path.name[-6:]}", cluster.network.subnet, cluster.free_address()) as seg, netns.entered(seg.name):
+    with (
+        netns.segment(f"{netns.PREFIX}cd-{tmp_path.name[-6:]}", cluster.network.subnet, cluster.free_address()) as seg,
+        netns.entered(seg.name),
+    ):
         machine = node_machine(cluster, node, spec, tmp_path, choose("auto")[0], seg, "tap0", key)
         machine.start()
         try:

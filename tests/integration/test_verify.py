@@ -9,7 +9,6 @@ import xml.etree.ElementTree as ET
 from pathlib import Path
 
 import pytest
-
 from conftest import assert_verified, run_verify
 
 pytestmark = pytest.mark.slow
@@ -38,7 +37,9 @@ def checks_of(stack: str, faults: bool) -> set[str]:
         if isinstance(node, ast.FunctionDef) and node.name.startswith("test_"):
             marks = {ast.unparse(d.func if isinstance(d, ast.Call) else d): d for d in node.decorator_list}
             stack_mark = marks.get("pytest.mark.stack")
-            if (stack_mark is None or stack_mark.args[0].value == stack) and (faults or "pytest.mark.faults" not in marks):
+            if (stack_mark is None or stack_mark.args[0].value == stack) and (
+                faults or "pytest.mark.faults" not in marks
+            ):
                 checks.add(node.name)
     return checks
 
@@ -55,11 +56,25 @@ def test_report_files_and_figures(verify_report):
     assert int(suite.find("testsuite").get("tests") if suite.tag == "testsuites" else suite.get("tests")) >= 20
     assert set(verify_report["boot_seconds"]) == {"webserver1", "webserver2", "loadb1", "loadb2"}
     measured = verify_report["measurements"]
-    for figure in ("failover_outage_s", "vip_moved_s", "apache_down_detected_s", "spread", "webserver_out_of_rotation_s"):
+    for figure in (
+        "failover_outage_s",
+        "vip_moved_s",
+        "apache_down_detected_s",
+        "spread",
+        "webserver_out_of_rotation_s",
+    ):
         assert figure in measured, figure
     drills = {d["name"]: d for d in verify_report["drills"]}
-    matrix = {"a-power-loss-active", "e-planned-stop", "f-power-loss-webserver", "b-second-failover-r1", "c-partition-active-r1",
-              "d-heartbeat-path-lost-r1", "g-hung-webserver-r1", "h-sync-daemon-lost-r1"}  # fmt: skip
+    matrix = {
+        "a-power-loss-active",
+        "e-planned-stop",
+        "f-power-loss-webserver",
+        "b-second-failover-r1",
+        "c-partition-active-r1",
+        "d-heartbeat-path-lost-r1",
+        "g-hung-webserver-r1",
+        "h-sync-daemon-lost-r1",
+    }
     assert set(drills) == matrix, set(drills)
     for name, drill in drills.items():
         # the client ran at 20 Hz for the whole drill: figures at 50 ms resolution
@@ -73,7 +88,12 @@ def test_report_files_and_figures(verify_report):
 
 
 def test_nothing_left_behind(verify_report):
-    assert subprocess.run(["pgrep", "-f", "qemu-system.*imgbuild|qemu-system.*reports/verify-"], capture_output=True).returncode == 1
+    assert (
+        subprocess.run(
+            ["pgrep", "-f", "qemu-system.*imgbuild|qemu-system.*reports/verify-"], capture_output=True
+        ).returncode
+        == 1
+    )
     namespaces = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True).stdout
     assert "imgbuild-" not in namespaces
     assert not list(Path(verify_report["report_dir"]).glob("*.qcow2"))

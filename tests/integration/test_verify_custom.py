@@ -9,10 +9,9 @@ the fault matrix (that runs on the reference cluster), with drill i, which needs
 from __future__ import annotations
 
 import pytest
+from conftest import REPO, assert_verified, run_verify
 
 from imgbuild.model import load
-
-from conftest import REPO, assert_verified, run_verify
 
 pytestmark = pytest.mark.slow
 

@@ -8,9 +8,7 @@ heartbeat's two paths: keepalived has one, the service network, and losing it is
 
 from __future__ import annotations
 
-
 import pytest
-
 from conftest import REPO, assert_verified, run_verify
 from test_verify import checks_of
 
@@ -21,7 +19,9 @@ CLUSTER = REPO / "tests" / "integration" / "clusters" / "keepalived.toml"
 
 @pytest.fixture(scope="module")
 def keepalived_report(images, work, test_env):
-    return run_verify(images, work / "seeds-keepalived", work / "reports", test_env, "--config", str(CLUSTER), "--faults")
+    return run_verify(
+        images, work / "seeds-keepalived", work / "reports", test_env, "--config", str(CLUSTER), "--faults"
+    )
 
 
 def test_keepalived_cluster_verifies(keepalived_report):
@@ -34,7 +34,17 @@ def test_keepalived_checks_swapped_in(keepalived_report):
     ran = {c["check"].split("[")[0] for c in keepalived_report["checks"]}
     written = checks_of("keepalived", faults=True)
     assert ran == written, (sorted(written - ran), sorted(ran - written))
-    assert {"test_vrrp_states", "test_virtual_server_on_both_balancers"} <= ran and not {"test_ipfail_running", "test_heartbeat_daemons"} & ran
+    assert {"test_vrrp_states", "test_virtual_server_on_both_balancers"} <= ran and not {
+        "test_ipfail_running",
+        "test_heartbeat_daemons",
+    } & ran
     drills = {d["name"]: d for d in keepalived_report["drills"]}
-    assert set(drills) == {"a-power-loss-active", "e-planned-stop", "f-power-loss-webserver", "b-second-failover-r1",
-                           "c-partition-active-r1", "g-hung-webserver-r1", "h-sync-daemon-lost-r1"}, set(drills)  # fmt: skip
+    assert set(drills) == {
+        "a-power-loss-active",
+        "e-planned-stop",
+        "f-power-loss-webserver",
+        "b-second-failover-r1",
+        "c-partition-active-r1",
+        "g-hung-webserver-r1",
+        "h-sync-daemon-lost-r1",
+    }, set(drills)

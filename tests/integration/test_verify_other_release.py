@@ -10,11 +10,10 @@ from __future__ import annotations
 import json
 
 import pytest
-
-from imgbuild.model import RELEASES, Cluster
-
 from conftest import assert_verified, run_imgbuild, run_verify
 from test_verify import REFERENCE_SKIPS
+
+from imgbuild.model import RELEASES, Cluster
 
 pytestmark = pytest.mark.slow
 

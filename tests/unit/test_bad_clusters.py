@@ -87,9 +87,17 @@ def test_real_process_prints_no_traceback(tmp_path: Path):
     """The installed entry point, not only the in-process runner: markup in a key name once crashed it."""
     path = next(p for p in CORPUS if "key-with-markup" in p.name)
     env = {**os.environ, "IMGBUILD_STATE": str(tmp_path / "state")}
-    result = subprocess.run([str(Path(sys.executable).parent / "imgbuild"), "render", "--node", "loadb1", "--config", str(path)],
-                            capture_output=True, text=True, env=env, cwd=tmp_path, timeout=60)  # fmt: skip
-    assert result.returncode == 2 and result.stderr.strip().splitlines() == [f"error: {path}: [/x]: unknown key"], result.stderr
+    result = subprocess.run(
+        [str(Path(sys.executable).parent / "imgbuild"), "render", "--node", "loadb1", "--config", str(path)],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=tmp_path,
+        timeout=60,
+    )
+    assert result.returncode == 2 and result.stderr.strip().splitlines() == [f"error: {path}: [/x]: unknown key"], (
+        result.stderr
+    )
 
 
 @pytest.mark.parametrize(
@@ -105,6 +113,10 @@ def test_real_process_prints_no_traceback(tmp_path: Path):
 def test_usage_errors_are_one_line(args: list[str], expect: str, tmp_path: Path):
     """click's usage errors through the real entry point: one line and exit 2, not a framed block."""
     env = {**os.environ, "IMGBUILD_STATE": str(tmp_path / "state")}
-    result = subprocess.run([str(Path(sys.executable).parent / "imgbuild"), *args], capture_output=True, text=True, env=env, timeout=60)
+    result = subprocess.run(
+        [str(Path(sys.executable).parent / "imgbuild"), *args], capture_output=True, text=True, env=env, timeout=60
+    )
     lines = result.stderr.strip().splitlines()
-    assert result.returncode == 2 and len(lines) == 1 and lines[0].startswith("error: ") and expect in lines[0], result.stderr
+    assert result.returncode == 2 and len(lines) == 1 and lines[0].startswith("error: ") and expect in lines[0], (
+        result.stderr
+    )

@@ -11,14 +11,23 @@ spec.loader.exec_module(bench)
 
 
 def drill(name: str, outage: float, passed: bool, bounded: str = "outage_s", **extra: float) -> dict:
-    return {"name": name, "bound_s": 2.0, "bounded": bounded, "passed": passed,
-            "figures": {"outage_s": outage, "failed": int(outage * 20), "total": 100, **extra}}  # fmt: skip
+    return {
+        "name": name,
+        "bound_s": 2.0,
+        "bounded": bounded,
+        "passed": passed,
+        "figures": {"outage_s": outage, "failed": int(outage * 20), "total": 100, **extra},
+    }
 
 
 def test_rounds_fold_into_one_row_per_drill() -> None:
-    report = {"drills": [drill("a-power-loss-active", 1.5, True),
-                         *(drill(f"b-second-failover-r{i}", o, o <= 2.0) for i, o in enumerate([1.0, 3.0, 1.5], 1)),
-                         drill("g-hung-webserver-r1", 0.2, True, "out_of_rotation_s", out_of_rotation_s=2.4)]}  # fmt: skip
+    report = {
+        "drills": [
+            drill("a-power-loss-active", 1.5, True),
+            *(drill(f"b-second-failover-r{i}", o, o <= 2.0) for i, o in enumerate([1.0, 3.0, 1.5], 1)),
+            drill("g-hung-webserver-r1", 0.2, True, "out_of_rotation_s", out_of_rotation_s=2.4),
+        ]
+    }
     matrix = bench.fault_matrix(report)
     assert set(matrix) == {"a-power-loss-active", "b-second-failover", "g-hung-webserver"}
     b = matrix["b-second-failover"]

@@ -17,7 +17,10 @@ def test_web_servers_boot_first():
     assert {n.name for n in order} == {n.name for n in Cluster().nodes}
 
 
-@pytest.mark.parametrize(("accel", "cores", "cpus", "slots"), [("kvm", 2, 1, 4), ("tcg", 2, 1, 2), ("tcg", 2, 2, 1), ("tcg", 1, 2, 1), ("tcg", 8, 1, 8)])
+@pytest.mark.parametrize(
+    ("accel", "cores", "cpus", "slots"),
+    [("kvm", 2, 1, 4), ("tcg", 2, 1, 2), ("tcg", 2, 2, 1), ("tcg", 1, 2, 1), ("tcg", 8, 1, 8)],
+)
 def test_boot_slots(monkeypatch, accel, cores, cpus, slots):
     """Under TCG one vCPU per host core boots at a time; KVM boots every node at once."""
     monkeypatch.setattr("os.cpu_count", lambda: cores)

@@ -45,7 +45,9 @@ def test_cache_key_tracks_inputs(tmp_path, monkeypatch):
     assert base == cache.image_key(Role.loadbalancer, Build(), MIRRORS, "3.43.0")
     assert base != cache.image_key(Role.webserver, Build(), MIRRORS, "3.43.0")
     assert base != cache.image_key(Role.loadbalancer, Build(kernel="amd64"), MIRRORS, "3.43.0")
-    assert base != cache.image_key(Role.loadbalancer, Build(), Mirrors("http://other/debian", MIRRORS.security), "3.43.0")
+    assert base != cache.image_key(
+        Role.loadbalancer, Build(), Mirrors("http://other/debian", MIRRORS.security), "3.43.0"
+    )
     assert base != cache.image_key(Role.loadbalancer, Build(), MIRRORS, "3.44.0")
     # an edited element file changes the key
     copy = tmp_path / "elements"
@@ -77,7 +79,10 @@ def test_dib_cache_is_per_role_and_mirror():
     assert a != cache.dib_cache_dir(Role.loadbalancer, Build(), Mirrors("http://x", "http://y"))
 
 
-@pytest.mark.parametrize("cpuinfo,dev_ok,expected", [("flags\t: fpu vmx sse", True, True), ("flags\t: fpu sse", True, False), ("flags\t: svm", False, False)])
+@pytest.mark.parametrize(
+    "cpuinfo,dev_ok,expected",
+    [("flags\t: fpu vmx sse", True, True), ("flags\t: fpu sse", True, False), ("flags\t: svm", False, False)],
+)
 def test_kvm_only_with_hardware_flags(tmp_path, cpuinfo, dev_ok, expected):
     from imgbuild.qemu import accel
 
@@ -90,8 +95,12 @@ def test_kvm_only_with_hardware_flags(tmp_path, cpuinfo, dev_ok, expected):
 def test_each_release_has_its_own_images_cache_and_key():
     trixie, bookworm = Build(release="trixie"), Build(release="bookworm")
     assert paths.release_dir(Path("images"), "trixie") != paths.release_dir(Path("images"), "bookworm")
-    assert cache.dib_cache_dir(Role.webserver, trixie, MIRRORS) != cache.dib_cache_dir(Role.webserver, bookworm, MIRRORS)
-    assert cache.image_key(Role.webserver, trixie, MIRRORS, "3.43.0") != cache.image_key(Role.webserver, bookworm, MIRRORS, "3.43.0")
+    assert cache.dib_cache_dir(Role.webserver, trixie, MIRRORS) != cache.dib_cache_dir(
+        Role.webserver, bookworm, MIRRORS
+    )
+    assert cache.image_key(Role.webserver, trixie, MIRRORS, "3.43.0") != cache.image_key(
+        Role.webserver, bookworm, MIRRORS, "3.43.0"
+    )
     assert dib.environment(trixie, MIRRORS, Path("c"), Path("t"))["DIB_RELEASE"] == "trixie"
     assert openstack.image_properties("qcow2", 1, "trixie", OpenStack())["properties"]["os_version"] == "13"
 

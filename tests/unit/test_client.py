@@ -11,9 +11,13 @@ import pytest
 from imgbuild.verify.client import _get, failure_windows, failures_after, figures, outage
 
 
-def probe(pattern: str, start: float = 0.0, step: float = 0.05, channel: str = "new") -> list[tuple[float, float, bool, str | None, str]]:
+def probe(
+    pattern: str, start: float = 0.0, step: float = 0.05, channel: str = "new"
+) -> list[tuple[float, float, bool, str | None, str]]:
     """Rows every step seconds: '.' a success, 'x' a failure."""
-    return [(start + i * step, 0.01, c == ".", "webserver1" if c == "." else None, channel) for i, c in enumerate(pattern)]
+    return [
+        (start + i * step, 0.01, c == ".", "webserver1" if c == "." else None, channel) for i, c in enumerate(pattern)
+    ]
 
 
 def test_no_failure_is_no_outage():
@@ -39,14 +43,17 @@ def test_no_recovery_is_an_infinite_outage():
     assert outage(probe("..xx")) == math.inf
 
 
-@pytest.mark.parametrize(("pattern", "windows"), [
-    ("x", [(0.0, math.inf)]),
-    (".x.", [(0.05, 0.1)]),  # one failed request: one step of outage
-    ("xx..", [(0.0, 0.1)]),  # failing from the first request on: counted from it
-    ("...x", [(0.15, math.inf)]),  # only the last failed: no recovery seen
-    ("x.x.x", [(0.0, 0.05), (0.1, 0.15), (0.2, math.inf)]),
-    ("x.xx...xxx.", [(0.0, 0.05), (0.1, 0.2), (0.35, 0.5)]),
-])  # fmt: skip
+@pytest.mark.parametrize(
+    ("pattern", "windows"),
+    [
+        ("x", [(0.0, math.inf)]),
+        (".x.", [(0.05, 0.1)]),  # one failed request: one step of outage
+        ("xx..", [(0.0, 0.1)]),  # failing from the first request on: counted from it
+        ("...x", [(0.15, math.inf)]),  # only the last failed: no recovery seen
+        ("x.x.x", [(0.0, 0.05), (0.1, 0.15), (0.2, math.inf)]),
+        ("x.xx...xxx.", [(0.0, 0.05), (0.1, 0.2), (0.35, 0.5)]),
+    ],
+)
 def test_windows_and_outage_of_a_series(pattern: str, windows: list[tuple[float, float]]):
     """Each failure window, from its first failed request's start to the next success's start;
     the outage is the first window's length, the total every window's."""
@@ -60,9 +67,14 @@ def test_windows_and_outage_of_a_series(pattern: str, windows: list[tuple[float,
 
 def test_outage_is_time_between_request_starts_not_a_count_of_failures():
     """A client that stalled between requests: the outage is the clock's, however few requests failed."""
-    rows = [(0.0, 0.01, True, "web1", "new"), (1.0, 0.25, False, None, "new"), (1.05, 0.25, False, None, "new"),
-            (2.5, 0.01, True, "web2", "new"), (2.55, 0.25, False, None, "new"),
-            (4.0, 0.01, True, "web1", "new")]  # fmt: skip
+    rows = [
+        (0.0, 0.01, True, "web1", "new"),
+        (1.0, 0.25, False, None, "new"),
+        (1.05, 0.25, False, None, "new"),
+        (2.5, 0.01, True, "web2", "new"),
+        (2.55, 0.25, False, None, "new"),
+        (4.0, 0.01, True, "web1", "new"),
+    ]
     assert outage(rows) == pytest.approx(1.5)
     assert figures(rows, [], broken=0, download_error=None, since=0.0).outage_total_s == pytest.approx(1.5 + 1.45)
 
@@ -96,10 +108,17 @@ def test_figures_of_a_drill_that_never_recovered():
 
 
 def test_failures_after_lists_each_failed_new_connection_with_its_reason():
-    rows = [(1.0, 0.25, False, "connect timeout (port 40000)", "new"), (1.5, 0.01, True, "web1", "new"),
-            (2.0, 0.25, False, "response timeout (port 40002)", "new"), (2.1, 0.3, False, None, "keepalive-0"),
-            (0.5, 0.25, False, "connect timeout (port 39998)", "new")]  # fmt: skip
-    assert failures_after(rows, 0.8) == ["+0.20 s: connect timeout (port 40000)", "+1.20 s: response timeout (port 40002)"]
+    rows = [
+        (1.0, 0.25, False, "connect timeout (port 40000)", "new"),
+        (1.5, 0.01, True, "web1", "new"),
+        (2.0, 0.25, False, "response timeout (port 40002)", "new"),
+        (2.1, 0.3, False, None, "keepalive-0"),
+        (0.5, 0.25, False, "connect timeout (port 39998)", "new"),
+    ]
+    assert failures_after(rows, 0.8) == [
+        "+0.20 s: connect timeout (port 40000)",
+        "+1.20 s: response timeout (port 40002)",
+    ]
     assert failures_after(rows, 0.8, until=1.9) == ["+0.20 s: connect timeout (port 40000)"]
 
 

@@ -15,7 +15,7 @@ DRIVER, STAGE = SCRIPTS / "cloud-init-stages", SCRIPTS / "cloud-init-stage"
 
 pytestmark = private_mounts  # a private /run
 
-FAKE_CLOUD_INIT = '''
+FAKE_CLOUD_INIT = """
 import os
 def main(argv):
     with open(os.environ["STAGE_LOG"], "a") as log:
@@ -23,7 +23,7 @@ def main(argv):
     if argv[1:] == os.environ.get("DIE_IN", "").split():
         os._exit(9)
     return int(os.environ.get("STATUS_" + argv[1], "0"))
-'''
+"""
 
 # Start the process, wait for its FIFOs, then run the three units in boot order.
 BOOT = f"""
@@ -54,13 +54,20 @@ def boot(tmp_path: Path, **env: str) -> tuple[list[str], list[str]]:
         (bin_dir / name).chmod(0o755)
     log = tmp_path / "stages.log"
     run_env = {
-        **os.environ, **env, "PYTHONPATH": str(tmp_path), "STAGE_LOG": str(log),
+        **os.environ,
+        **env,
+        "PYTHONPATH": str(tmp_path),
+        "STAGE_LOG": str(log),
         "PATH": f"{bin_dir}:{os.environ['PATH']}",
-    }  # fmt: skip
+    }
     done = subprocess.run(
         ["unshare", "--mount", "--propagation", "private", "sh", "-c", BOOT],
-        env=run_env, capture_output=True, text=True, timeout=60, check=True,
-    )  # fmt: skip
+        env=run_env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    )
     return done.stdout.splitlines(), log.read_text().splitlines() if log.exists() else []
 
 

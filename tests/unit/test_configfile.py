@@ -21,7 +21,9 @@ COMMENTED_OUT = re.compile(r"^# (\w+ = )", re.MULTILINE)
 PLAIN = st.one_of(st.text(), st.booleans(), st.integers(-(2**63), 2**63 - 1), st.floats(allow_nan=False))
 
 
-def _tables(root: type[BaseModel] = model.Cluster, path: str = "", header: str = "") -> Iterator[tuple[str, type[BaseModel], list[str]]]:
+def _tables(
+    root: type[BaseModel] = model.Cluster, path: str = "", header: str = ""
+) -> Iterator[tuple[str, type[BaseModel], list[str]]]:
     """(table header, model, its plain-valued fields) of the root ("" header) and every table reachable from it."""
     plain, subs = [], []
     for name, info in root.model_fields.items():

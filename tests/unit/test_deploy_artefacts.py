@@ -60,13 +60,15 @@ def test_grub_config_boots_the_image_kernel_by_root_label():
 
 
 def test_glance_properties_and_command_line():
-    glance = openstack.image_properties("qcow2", 2 * (1 << 30) + 1, "bookworm", OpenStack(firmware="uefi", min_ram_mb=768))
+    glance = openstack.image_properties(
+        "qcow2", 2 * (1 << 30) + 1, "bookworm", OpenStack(firmware="uefi", min_ram_mb=768)
+    )
     assert glance["min_disk"] == 3 and glance["min_ram"] == 768
     wanted = {"hw_firmware_type": "uefi", "os_distro": "debian", "os_version": "12", "hw_machine_type": "q35"}
     assert glance["properties"].items() >= wanted.items()
     args = shlex.split(openstack.image_create_line("imgbuild-webserver", "/x/webserver.disk.qcow2", glance))
     assert args[:3] == ["openstack", "image", "create"] and args[-1] == "imgbuild-webserver"
-    assert ["--disk-format", "qcow2"] == args[3:5] and "hw_firmware_type=uefi" in args
+    assert args[3:5] == ["--disk-format", "qcow2"] and "hw_firmware_type=uefi" in args
     assert "hw_machine_type" not in openstack.image_properties("raw", 1, "bookworm", OpenStack())["properties"]
 
 

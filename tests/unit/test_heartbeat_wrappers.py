@@ -13,7 +13,6 @@ import time
 from pathlib import Path
 
 import pytest
-
 from shellstubs import calls, private_mounts, stub_env, write_stubs
 
 pytestmark = private_mounts
@@ -47,17 +46,20 @@ def run(root: Path, *argv: str, **env: str) -> subprocess.CompletedProcess[str]:
 
 # chrt runs its command with the policy it was given, as $CHRT; takeover logs what it got.
 CHRT = 'export CHRT="$1 $2"; shift 2; exec "$@"'
-CHRT_REFUSED = "echo \"chrt: failed to set pid 0's policy: Operation not permitted\" >&2; exit 1"
+CHRT_REFUSED = 'echo "chrt: failed to set pid 0\'s policy: Operation not permitted" >&2; exit 1'
 
 
 @pytest.fixture
 def harc_root(tmp_path: Path) -> Path:
     (tmp_path / "uptime").write_text("4711.25 9000.50\n")
-    write_stubs(tmp_path, {
-        "chrt": CHRT,
-        "usr/lib/imgbuild/takeover": 'echo "TAKEOVER_AT=$TAKEOVER_AT CHRT=${CHRT:-}" >> "$S/calls"',
-        "etc/ha.d/harc.distrib": "exit ${DISTRIB_STATUS:-0}",
-    })  # fmt: skip
+    write_stubs(
+        tmp_path,
+        {
+            "chrt": CHRT,
+            "usr/lib/imgbuild/takeover": 'echo "TAKEOVER_AT=$TAKEOVER_AT CHRT=${CHRT:-}" >> "$S/calls"',
+            "etc/ha.d/harc.distrib": "exit ${DISTRIB_STATUS:-0}",
+        },
+    )
     return tmp_path
 
 
@@ -108,10 +110,13 @@ def mach_down_root(tmp_path: Path) -> Path:
     shellfuncs = 'HA_NOARCHBIN=/usr/lib/heartbeat\nha_log() { echo "ha_log $*" >> "$S/calls"; }\n'
     (tmp_path / "etc/ha.d/shellfuncs").write_text(shellfuncs)
     (tmp_path / "keys").write_text("".join(f"{group}\n" for group in GROUPS))
-    write_stubs(tmp_path, {
-        "usr/share/heartbeat/mach_down.distrib": "exit ${DISTRIB_STATUS:-0}",
-        "usr/lib/heartbeat/ResourceManager": '[ "$1" != listkeys ] || cat "$S/keys"',
-    })  # fmt: skip
+    write_stubs(
+        tmp_path,
+        {
+            "usr/share/heartbeat/mach_down.distrib": "exit ${DISTRIB_STATUS:-0}",
+            "usr/lib/heartbeat/ResourceManager": '[ "$1" != listkeys ] || cat "$S/keys"',
+        },
+    )
     return tmp_path
 
 
@@ -125,8 +130,10 @@ def test_mach_down_takes_our_groups_back_from_a_dead_peer(mach_down_root: Path, 
     assert result.returncode == 0, result.stderr
     taken = []
     for group in GROUPS:
-        taken += [f"ha_log info: {SCRIPTS / 'mach_down'}: taking our resource group {group} back from dead node loadb1",
-                  f"ResourceManager takegroup {group}"]  # fmt: skip
+        taken += [
+            f"ha_log info: {SCRIPTS / 'mach_down'}: taking our resource group {group} back from dead node loadb1",
+            f"ResourceManager takegroup {group}",
+        ]
     assert calls(mach_down_root) == [f"mach_down.distrib {node}", "ResourceManager listkeys loadb2", *taken]
 
 
@@ -151,11 +158,14 @@ FOLLOW = SCRIPTS / "heartbeat-follow"
 def follow_root(tmp_path: Path) -> Path:
     """heartbeat runs HB_RUNS seconds and exits HB_STATUS; pgrep finds the pids of $S/masters in turn."""
     (tmp_path / "masters").write_text("")
-    write_stubs(tmp_path, {
-        "usr/libexec/heartbeat/heartbeat": 'sleep "${HB_RUNS:-0}"; exit "${HB_STATUS:-0}"',
-        "pgrep": 'read -r pid < "$S/masters" || exit 1; sed -i 1d "$S/masters"; echo "$pid"',
-        "logger": "",
-    })  # fmt: skip
+    write_stubs(
+        tmp_path,
+        {
+            "usr/libexec/heartbeat/heartbeat": 'sleep "${HB_RUNS:-0}"; exit "${HB_STATUS:-0}"',
+            "pgrep": 'read -r pid < "$S/masters" || exit 1; sed -i 1d "$S/masters"; echo "$pid"',
+            "logger": "",
+        },
+    )
     return tmp_path
 
 

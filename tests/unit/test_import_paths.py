@@ -18,9 +18,9 @@ def _python(*args: str) -> subprocess.CompletedProcess[str]:
 
 
 def test_qmp_library_and_imgbuild_qemu_import_from_the_root():
-    script = ("import qemu, qemu.qmp.legacy, imgbuild.qemu.machine\n"
-              "print(qemu.__file__)\n"
-              "print(qemu.qmp.legacy.__file__)")  # fmt: skip
+    script = (
+        "import qemu, qemu.qmp.legacy, imgbuild.qemu.machine\nprint(qemu.__file__)\nprint(qemu.qmp.legacy.__file__)"
+    )
     result = _python("-c", script)
     assert result.returncode == 0, result.stderr
     shim, library = result.stdout.splitlines()

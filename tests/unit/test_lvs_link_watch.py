@@ -11,7 +11,6 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-
 from shellstubs import calls, stub_env, write_stubs
 
 SCRIPT = Path(__file__).parents[2] / "elements/imgbuild-loadbalancer/static/usr/lib/imgbuild/lvs-link-watch"

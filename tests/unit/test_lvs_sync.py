@@ -8,7 +8,6 @@ import time
 from pathlib import Path
 
 import pytest
-
 from shellstubs import calls, stub_env, write_stubs
 
 SCRIPT = Path(__file__).parents[2] / "elements/imgbuild-loadbalancer/static/etc/ha.d/resource.d/LVSSyncDaemonSwap"
@@ -77,9 +76,13 @@ def test_ensure_on_keepalived_starts_the_master_where_the_vip_is(root: Path):
     (root / "etc/default/lvs-sync").write_text("LVS_SYNC_INTERFACE=eth0\nLVS_SYNC_ID=0\nLVS_SYNC_VIP=192.168.6.24\n")
     assert ensure_from_none(root) == ["backup"]
     # an address that begins with the VIP's digits is not the VIP
-    (root / "addresses").write_text("192.168.6.2/24 brd 192.168.6.255 scope global eth0\n192.168.6.240/24 scope global secondary eth0\n")
+    (root / "addresses").write_text(
+        "192.168.6.2/24 brd 192.168.6.255 scope global eth0\n192.168.6.240/24 scope global secondary eth0\n"
+    )
     assert ensure_from_none(root) == ["backup"]
-    (root / "addresses").write_text("192.168.6.2/24 brd 192.168.6.255 scope global eth0\n192.168.6.24/24 scope global secondary eth0\n")
+    (root / "addresses").write_text(
+        "192.168.6.2/24 brd 192.168.6.255 scope global eth0\n192.168.6.24/24 scope global secondary eth0\n"
+    )
     assert ensure_from_none(root) == ["master"]
 
 
@@ -100,13 +103,15 @@ def test_start_and_stop_swap_the_daemons_on_the_configured_interface(root: Path)
     (root / "daemons").write_text("backup\n")
     assert run(root, "master", "start").returncode == 0
     assert daemon_commands(root) == [
-        "ipvsadm --stop-daemon backup", "ipvsadm --start-daemon master --mcast-interface eth1 --syncid 7"
+        "ipvsadm --stop-daemon backup",
+        "ipvsadm --start-daemon master --mcast-interface eth1 --syncid 7",
     ]
     assert daemons(root) == ["master"]
     (root / "calls").unlink()
     assert run(root, "master", "stop").returncode == 0
     assert daemon_commands(root) == [
-        "ipvsadm --stop-daemon master", "ipvsadm --start-daemon backup --mcast-interface eth1 --syncid 7"
+        "ipvsadm --stop-daemon master",
+        "ipvsadm --start-daemon backup --mcast-interface eth1 --syncid 7",
     ]
     assert daemons(root) == ["backup"]
 

@@ -8,7 +8,6 @@ import time
 from pathlib import Path
 
 import pytest
-
 from shellstubs import calls, stub_env, write_stubs
 
 SCRIPT = Path(__file__).parents[2] / "elements/imgbuild-loadbalancer/static/etc/ha.d/resource.d/LVSDirector"
@@ -48,18 +47,28 @@ def root(tmp_path: Path) -> Path:
     for rel in ("bin", "proc/net", "etc/ha.d/resource.d", "usr/libexec/heartbeat", "var/run", "run"):
         (tmp_path / rel).mkdir(parents=True)
     # ldirectord daemonizes: its pid in the pidfile, its command line in (the scratch) /proc
-    ldirectord = ('echo "PERL5OPT=$PERL5OPT" >> "$S/calls"; echo $$ > "$S/var/run/ldirectord.ldirectord.cf.pid"; '
-                  'mkdir -p "$S/proc/$$"; printf "/usr/bin/perl\\0/usr/sbin/ldirectord" > "$S/proc/$$/cmdline"')
+    ldirectord = (
+        'echo "PERL5OPT=$PERL5OPT" >> "$S/calls"; echo $$ > "$S/var/run/ldirectord.ldirectord.cf.pid"; '
+        'mkdir -p "$S/proc/$$"; printf "/usr/bin/perl\\0/usr/sbin/ldirectord" > "$S/proc/$$/cmdline"'
+    )
     resources = {"LVSSyncDaemonSwap": "", "ldirectord": ldirectord}
-    write_stubs(tmp_path, {**STUBS, **{f"etc/ha.d/resource.d/{name}": body for name, body in resources.items()},
-                           "usr/libexec/heartbeat/send_arp": ""})  # fmt: skip
+    write_stubs(
+        tmp_path,
+        {
+            **STUBS,
+            **{f"etc/ha.d/resource.d/{name}": body for name, body in resources.items()},
+            "usr/libexec/heartbeat/send_arp": "",
+        },
+    )
     (tmp_path / "etc/ha.d/ipvs.rules").write_text(f"{SERVICE}\n-a -t 192.168.0.105:80 -r 192.168.0.110:80 -g -w 1\n")
     return tmp_path
 
 
 def run(root: Path, action: str, **extra: str) -> str:
     env = stub_env(root, LVSDIRECTOR_ROOT=str(root), **extra)
-    result = subprocess.run([str(SCRIPT), SPEC, "ldirectord.cf", action], env=env, capture_output=True, text=True, timeout=10)
+    result = subprocess.run(
+        [str(SCRIPT), SPEC, "ldirectord.cf", action], env=env, capture_output=True, text=True, timeout=10
+    )
     assert result.returncode == 0, result.stderr
     return result.stdout
 
@@ -151,7 +160,9 @@ def test_stop_keeps_forwarding_until_the_peer_has_the_vip(root: Path) -> None:
 def test_release_waits_while_no_other_node_answers(root: Path) -> None:
     run(root, "start")
     # The peer answers on the third probe: two probes found the VIP free, so this node kept it.
-    (root / "bin/arping").write_text('#!/bin/sh\necho "arping $*" >> "$S/calls"\n[ "$(grep -c ^arping "$S/calls")" -lt 3 ]\n')
+    (root / "bin/arping").write_text(
+        '#!/bin/sh\necho "arping $*" >> "$S/calls"\n[ "$(grep -c ^arping "$S/calls")" -lt 3 ]\n'
+    )
     run(root, "release")
     assert len([c for c in calls(root) if c.startswith("arping -D")]) == 3
     assert not (root / "vip").exists()

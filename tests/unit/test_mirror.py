@@ -32,8 +32,12 @@ def _apt(tmp_path, main_list="", parts=None):
 def test_deb822_sources(tmp_path, monkeypatch):
     monkeypatch.delenv("IMGBUILD_MIRROR", raising=False)
     monkeypatch.delenv("IMGBUILD_SECURITY_MIRROR", raising=False)
-    apt = _apt(tmp_path, parts={"debian.sources": DEB822, "other.list": "deb https://packages.example/apt cloud-sdk main\n"})
-    assert mirror.resolve("bookworm", apt_etc=apt) == mirror.Mirrors("http://mirror.internal/debian", "http://mirror.internal/debian-security")
+    apt = _apt(
+        tmp_path, parts={"debian.sources": DEB822, "other.list": "deb https://packages.example/apt cloud-sdk main\n"}
+    )
+    assert mirror.resolve("bookworm", apt_etc=apt) == mirror.Mirrors(
+        "http://mirror.internal/debian", "http://mirror.internal/debian-security"
+    )
 
 
 def test_one_line_sources_with_options(tmp_path, monkeypatch):
@@ -60,12 +64,18 @@ def test_no_mirror_is_one_clear_line(tmp_path, monkeypatch):
 
 def test_unreachable_mirror_is_one_clear_line():
     with pytest.raises(UserError, match="mirror unreachable"):
-        mirror.check_reachable(mirror.Mirrors("http://127.0.0.1:9/debian", "http://127.0.0.1:9/sec"), "bookworm", timeout=2)
+        mirror.check_reachable(
+            mirror.Mirrors("http://127.0.0.1:9/debian", "http://127.0.0.1:9/sec"), "bookworm", timeout=2
+        )
 
 
 def test_another_release_from_the_hosts_mirror(tmp_path, monkeypatch):
     # A bookworm host builds trixie images from the archive it uses itself, not from a third party.
     monkeypatch.delenv("IMGBUILD_MIRROR", raising=False)
     monkeypatch.delenv("IMGBUILD_SECURITY_MIRROR", raising=False)
-    apt = _apt(tmp_path, parts={"a-vendor.list": "deb https://packages.example/apt cloud-sdk main\n", "debian.sources": DEB822})
-    assert mirror.resolve("trixie", apt_etc=apt) == mirror.Mirrors("http://mirror.internal/debian", "http://mirror.internal/debian-security")
+    apt = _apt(
+        tmp_path, parts={"a-vendor.list": "deb https://packages.example/apt cloud-sdk main\n", "debian.sources": DEB822}
+    )
+    assert mirror.resolve("trixie", apt_etc=apt) == mirror.Mirrors(
+        "http://mirror.internal/debian", "http://mirror.internal/debian-security"
+    )

@@ -41,16 +41,28 @@ def test_init_file_round_trips_to_the_default():
 @pytest.mark.parametrize(
     ("data", "message"),
     [
-        ({"nodes": [{"name": "x", "role": "webserver", "address": "10.0.0.1"}]}, "node x: address 10.0.0.1 is not a host address"),
+        (
+            {"nodes": [{"name": "x", "role": "webserver", "address": "10.0.0.1"}]},
+            "node x: address 10.0.0.1 is not a host address",
+        ),
         ({"network": {"vip": "192.168.0.101"}}, "network.vip 192.168.0.101 is also a node address"),
         ({"network": {"vip": "10.1.1.1"}}, "network.vip 10.1.1.1 is not a host address"),
-        ({"heartbeat": {"keepalive_ms": 1000, "deadtime_ms": 2000}}, "deadtime_ms must be more than twice keepalive_ms"),
+        (
+            {"heartbeat": {"keepalive_ms": 1000, "deadtime_ms": 2000}},
+            "deadtime_ms must be more than twice keepalive_ms",
+        ),
         ({"heartbeat": {"auth_method": "crc"}}, "auth_method 'crc' authenticates nothing"),
         ({"balancer": {"scheduler": "fifo"}}, "balancer.scheduler"),
         ({"balancer": {"persistence": 0}}, "balancer.persistence"),
         # Linux 6.2 added twos: bookworm's kernel has no such module
-        ({"balancer": {"scheduler": "twos"}, "build": {"release": "bookworm"}}, "balancer.scheduler 'twos' is not in bookworm's kernel; use build.release = 'trixie'"),
-        ({"nodes": [{"name": "Bad_Name", "role": "webserver", "address": "192.168.0.1"}]}, "nodes[0].name: not a valid hostname"),
+        (
+            {"balancer": {"scheduler": "twos"}, "build": {"release": "bookworm"}},
+            "balancer.scheduler 'twos' is not in bookworm's kernel; use build.release = 'trixie'",
+        ),
+        (
+            {"nodes": [{"name": "Bad_Name", "role": "webserver", "address": "192.168.0.1"}]},
+            "nodes[0].name: not a valid hostname",
+        ),
         ({"colour": "red"}, "colour: unknown key"),
         ({"heartbeat": {"link": {"interface": "eth0"}}}, "heartbeat.link.interface eth0 is network.interface"),
         ({"heartbeat": {"link": {"subnet": "192.168.0.0/30"}}}, "overlaps network.subnet 192.168.0.0/24"),
@@ -59,8 +71,14 @@ def test_init_file_round_trips_to_the_default():
         # a trailing newline must not pass a pattern: it would split haresources and user-data lines
         ({"name": "ultramonkey\n"}, "name: not a valid hostname"),
         ({"network": {"domain": "example.com\n"}}, "network.domain: not a valid DNS domain"),
-        ({"nodes": [{"name": "loadb1\n", "role": "webserver", "address": "192.168.0.1"}]}, "nodes[0].name: not a valid hostname"),
-        ({"nodes": [{"name": "w", "role": "webserver", "address": "192.168.0.1", "mac": "52:54:00:00:00:01\n"}]}, "nodes[0].mac: not a MAC"),
+        (
+            {"nodes": [{"name": "loadb1\n", "role": "webserver", "address": "192.168.0.1"}]},
+            "nodes[0].name: not a valid hostname",
+        ),
+        (
+            {"nodes": [{"name": "w", "role": "webserver", "address": "192.168.0.1", "mac": "52:54:00:00:00:01\n"}]},
+            "nodes[0].mac: not a MAC",
+        ),
         ({"admin": {"ssh_keys": ["ssh-ed25519 AAAA x\n"]}}, "is not an OpenSSH public key line"),
         ({"admin": {"ssh_keys": ["ssh-ed25519 AAAA x\rcommand"]}}, "is not an OpenSSH public key line"),
         ({"build": {"mirror": "http://deb.example.org/debian\n"}}, "is not an http(s):// or file:// URL"),
@@ -84,7 +102,9 @@ def test_every_scheduler_of_the_release_is_accepted(release):
 def test_another_release_is_validated_again():
     cluster = model.parse({"balancer": {"scheduler": "twos"}})
     assert cluster.build.release == "trixie"
-    with pytest.raises(ConfigError, match=r"^--release bookworm: balancer.scheduler 'twos' is not in bookworm's kernel"):
+    with pytest.raises(
+        ConfigError, match=r"^--release bookworm: balancer.scheduler 'twos' is not in bookworm's kernel"
+    ):
         cluster.for_release("bookworm")
     assert model.Cluster().for_release("bookworm").for_release("trixie") == model.Cluster()
 
@@ -110,9 +130,21 @@ def test_topology_rules(lbs, webs, dup):
 
 
 @settings(max_examples=60, deadline=None)
-@given(keepalive=st.integers(100, 5000), deadtime=st.integers(200, 20000), warntime=st.integers(100, 20000), initdead=st.integers(200, 60000))
+@given(
+    keepalive=st.integers(100, 5000),
+    deadtime=st.integers(200, 20000),
+    warntime=st.integers(100, 20000),
+    initdead=st.integers(200, 60000),
+)
 def test_heartbeat_timing_rules(keepalive, deadtime, warntime, initdead):
-    data = {"heartbeat": {"keepalive_ms": keepalive, "deadtime_ms": deadtime, "warntime_ms": warntime, "initdead_ms": initdead}}
+    data = {
+        "heartbeat": {
+            "keepalive_ms": keepalive,
+            "deadtime_ms": deadtime,
+            "warntime_ms": warntime,
+            "initdead_ms": initdead,
+        }
+    }
     valid = deadtime > 2 * keepalive and keepalive <= warntime < deadtime and initdead >= deadtime
     if valid:
         model.parse(data)

@@ -76,8 +76,14 @@ def test_down_removes_only_the_nodes_overlays(tmp_path: Path):
 
 @pytest.mark.parametrize(
     "change",
-    [{"workdir": "/etc"}, {"workdir": "relative/verify-20260101-000000"}, {"netns": "default"}, {"nodes": {"../../x": "1"}},
-     {"pids": ["1; rm"]}, {"workdir": None}],  # fmt: skip
+    [
+        {"workdir": "/etc"},
+        {"workdir": "relative/verify-20260101-000000"},
+        {"netns": "default"},
+        {"nodes": {"../../x": "1"}},
+        {"pids": ["1; rm"]},
+        {"workdir": None},
+    ],
 )
 def test_down_refuses_a_record_that_is_not_a_verify_runs(tmp_path: Path, change: dict):
     victim = tmp_path / "etc"

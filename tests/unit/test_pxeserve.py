@@ -6,18 +6,22 @@ import functools
 import http.client
 import threading
 from collections.abc import Iterator
+from http.server import ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
 
 from imgbuild import model, pxeserve
-from http.server import ThreadingHTTPServer
 
-CLUSTER = model.parse({"nodes": [
-    {"name": "loadb1", "role": "loadbalancer", "address": "192.168.0.103"},
-    {"name": "loadb2", "role": "loadbalancer", "address": "192.168.0.104"},
-    {"name": "webserver1", "role": "webserver", "address": "192.168.0.101"},
-]})  # fmt: skip
+CLUSTER = model.parse(
+    {
+        "nodes": [
+            {"name": "loadb1", "role": "loadbalancer", "address": "192.168.0.103"},
+            {"name": "loadb2", "role": "loadbalancer", "address": "192.168.0.104"},
+            {"name": "webserver1", "role": "webserver", "address": "192.168.0.101"},
+        ]
+    }
+)
 
 
 @pytest.fixture
@@ -54,8 +58,14 @@ def test_seed_only_to_its_own_node(server: int):
     assert get(server, "/seeds/loadb1/user-data", "127.0.0.9") == 403
     assert get(server, "/seeds/webserver1/user-data", "127.0.0.3") == 200
     assert get(server, "/seeds/nosuch/user-data", "127.0.0.2") == 403
-    for trick in ("/seeds/./loadb1/user-data", "//seeds/loadb1/user-data", "/%73eeds/loadb1/user-data", "/x/../seeds/loadb1/user-data",
-                  "/seeds/loadb1/user-data?x", "/seeds//loadb1/user-data"):  # fmt: skip
+    for trick in (
+        "/seeds/./loadb1/user-data",
+        "//seeds/loadb1/user-data",
+        "/%73eeds/loadb1/user-data",
+        "/x/../seeds/loadb1/user-data",
+        "/seeds/loadb1/user-data?x",
+        "/seeds//loadb1/user-data",
+    ):
         assert get(server, trick, "127.0.0.9") == 403, trick
 
 
@@ -66,4 +76,7 @@ def test_no_directory_listings(server: int):
 
 def test_seed_owners_come_from_the_model():
     assert pxeserve.handler_for(CLUSTER).seed_owners == {
-        "loadb1": "192.168.0.103", "loadb2": "192.168.0.104", "webserver1": "192.168.0.101"}  # fmt: skip
+        "loadb1": "192.168.0.103",
+        "loadb2": "192.168.0.104",
+        "webserver1": "192.168.0.101",
+    }

@@ -13,7 +13,9 @@ from imgbuild import model, paths, state
 from imgbuild.cloudinit import credentials, render, seedfs, seeds
 
 GOLDEN = Path(__file__).parent.parent / "golden"
-SECRETS = render.Secrets(authkeys="0123456789abcdef" * 4, admin_keys=["ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIGolden golden@test"])
+SECRETS = render.Secrets(
+    authkeys="0123456789abcdef" * 4, admin_keys=["ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIGolden golden@test"]
+)
 CLUSTER = model.Cluster()
 
 
@@ -37,18 +39,34 @@ def test_golden(node):
 
 def test_seed_values_in_balancer_files():
     files = {f["path"]: f for f in render.node_files(CLUSTER, CLUSTER.node("loadb1"), SECRETS)}
-    assert files["/etc/ha.d/haresources"]["content"].strip() == "loadb1 LVSDirector::192.168.0.105/24/eth0/192.168.0.255::ldirectord.cf"
+    assert (
+        files["/etc/ha.d/haresources"]["content"].strip()
+        == "loadb1 LVSDirector::192.168.0.105/24/eth0/192.168.0.255::ldirectord.cf"
+    )
     assert files["/etc/ha.d/ipvs.rules"]["content"] == (
         "-A -t 192.168.0.105:80 -s rr\n"
         "-a -t 192.168.0.105:80 -r 192.168.0.101:80 -g -w 1\n"
         "-a -t 192.168.0.105:80 -r 192.168.0.102:80 -g -w 1\n"
     )
     ha = files["/etc/ha.d/ha.cf"]["content"]
-    for line in ("logfacility local0", "bcast eth0 eth1", "auto_failback off", "node loadb1", "node loadb2",
-                 "respawn hacluster /usr/libexec/heartbeat/ipfail", "apiauth ipfail gid=haclient uid=hacluster"):  # fmt: skip
+    for line in (
+        "logfacility local0",
+        "bcast eth0 eth1",
+        "auto_failback off",
+        "node loadb1",
+        "node loadb2",
+        "respawn hacluster /usr/libexec/heartbeat/ipfail",
+        "apiauth ipfail gid=haclient uid=hacluster",
+    ):
         assert line in ha.splitlines()
     ld = files["/etc/ha.d/ldirectord.cf"]["content"]
-    for line in ("real=192.168.0.101:80 gate", "real=192.168.0.102:80 gate", 'receive="Test Page"', "scheduler=rr", "quiescent=no"):
+    for line in (
+        "real=192.168.0.101:80 gate",
+        "real=192.168.0.102:80 gate",
+        'receive="Test Page"',
+        "scheduler=rr",
+        "quiescent=no",
+    ):
         assert line in ld
     assert files["/etc/ha.d/authkeys"]["mode"] == "0600"
     assert files["/etc/ha.d/authkeys"]["content"] == f"auth 3\n3 sha1 {SECRETS.authkeys}\n"
@@ -59,8 +77,10 @@ def test_seed_values_in_balancer_files():
     [
         ({"balancer": {"persistence": 300}}, "persistent=300"),
         ({"balancer": {"scheduler": "wlc"}}, "scheduler=wlc"),
-        ({"heartbeat": {"transports": ["mcast", "ucast"]}},
-         "mcast eth0 225.0.0.1 694 1 0\nmcast eth1 225.0.0.1 694 1 0\nucast eth0 192.168.0.103\nucast eth0 192.168.0.104\nucast eth1 10.255.255.1\nucast eth1 10.255.255.2"),
+        (
+            {"heartbeat": {"transports": ["mcast", "ucast"]}},
+            "mcast eth0 225.0.0.1 694 1 0\nmcast eth1 225.0.0.1 694 1 0\nucast eth0 192.168.0.103\nucast eth0 192.168.0.104\nucast eth1 10.255.255.1\nucast eth1 10.255.255.2",
+        ),
         ({"heartbeat": {"link": {"enabled": False}}}, "bcast eth0\n"),
         ({"heartbeat": {"link": {"interface": "ens5", "subnet": "172.31.0.0/29"}}}, "bcast eth0 ens5\n"),
         ({"heartbeat": {"auto_failback": True}}, "auto_failback on"),
@@ -75,20 +95,47 @@ def test_options_reach_the_files(change, expect):
 
 def test_keepalived_stack_renders_its_own_files_only():
     cluster = model.parse({"ha": {"stack": "keepalived"}})
-    files = {node.name: {f["path"]: f["content"] for f in render.node_files(cluster, node, SECRETS)} for node in cluster.nodes}
+    files = {
+        node.name: {f["path"]: f["content"] for f in render.node_files(cluster, node, SECRETS)}
+        for node in cluster.nodes
+    }
     # no heartbeat file, no secret; lvs-sync-watch's settings serve both stacks
     assert set(files["loadb1"]) == set(files["loadb2"]) == {"/etc/keepalived/keepalived.conf", "/etc/default/lvs-sync"}
     assert "LVS_SYNC_VIP=192.168.0.105\n" in files["loadb1"]["/etc/default/lvs-sync"]
-    assert files["webserver1"] == {f["path"]: f["content"] for f in render.node_files(CLUSTER, CLUSTER.node("webserver1"), SECRETS)}
+    assert files["webserver1"] == {
+        f["path"]: f["content"] for f in render.node_files(CLUSTER, CLUSTER.node("webserver1"), SECRETS)
+    }
     conf = files["loadb1"]["/etc/keepalived/keepalived.conf"]
     lines = [line.strip() for line in conf.splitlines()]
-    for line in ("vrrp_version 3", "lvs_sync_daemon eth0 VIP id 0", "state BACKUP", "interface eth0", "virtual_router_id 51", "priority 150",
-                 "advert_int 0.20", "nopreempt", "unicast_src_ip 192.168.0.103", "192.168.0.104", "check_unicast_src",
-                 "192.168.0.105/24 dev eth0", "virtual_server 192.168.0.105 80 {", "delay_loop 1", "lvs_sched rr", "lvs_method DR",
-                 "real_server 192.168.0.101 80 {", "real_server 192.168.0.102 80 {", "path /ldirector.html", 'regex "Test Page"',
-                 "connect_timeout 1"):  # fmt: skip
+    for line in (
+        "vrrp_version 3",
+        "lvs_sync_daemon eth0 VIP id 0",
+        "state BACKUP",
+        "interface eth0",
+        "virtual_router_id 51",
+        "priority 150",
+        "advert_int 0.20",
+        "nopreempt",
+        "unicast_src_ip 192.168.0.103",
+        "192.168.0.104",
+        "check_unicast_src",
+        "192.168.0.105/24 dev eth0",
+        "virtual_server 192.168.0.105 80 {",
+        "delay_loop 1",
+        "lvs_sched rr",
+        "lvs_method DR",
+        "real_server 192.168.0.101 80 {",
+        "real_server 192.168.0.102 80 {",
+        "path /ldirector.html",
+        'regex "Test Page"',
+        "connect_timeout 1",
+    ):
         assert line in lines, line
-    assert "persistence_timeout" not in conf and "inhibit_on_failure" not in conf and "192.168.0.103" not in conf.split("unicast_peer")[1]
+    assert (
+        "persistence_timeout" not in conf
+        and "inhibit_on_failure" not in conf
+        and "192.168.0.103" not in conf.split("unicast_peer")[1]
+    )
     assert "priority 100" in files["loadb2"]["/etc/keepalived/keepalived.conf"]
 
 
@@ -98,8 +145,11 @@ def test_keepalived_stack_renders_its_own_files_only():
         ({"heartbeat": {"auto_failback": True}}, "state BACKUP", "nopreempt"),
         ({"keepalived": {"unicast": False}}, "virtual_router_id", "unicast_peer"),
         ({"keepalived": {"advert_ms": 1000, "virtual_router_id": 7}}, "advert_int 1.00", "advert_int 0.20"),
-        ({"balancer": {"persistence": 60, "quiescent": True, "scheduler": "wlc", "port": 8080}},
-         "persistence_timeout 60", "lvs_sched rr"),
+        (
+            {"balancer": {"persistence": 60, "quiescent": True, "scheduler": "wlc", "port": 8080}},
+            "persistence_timeout 60",
+            "lvs_sched rr",
+        ),
     ],
 )
 def test_keepalived_options_reach_the_file(change, expect, absent):
@@ -128,8 +178,10 @@ def test_masked_review_hides_secrets():
 
 def test_masked_hides_every_encoding_of_a_secret():
     """As written, as JSON escapes it and as YAML quotes it: a hash with '\\' or '"' or non-ASCII."""
-    odd = render.Secrets(authkeys='s3"cr\\et€', admin_keys=[], password_hash="$6$a/b\\c\"")
-    text = "\n".join(f"{value} {json.dumps(value)} {render.yaml_string(value)}" for value in (odd.authkeys, odd.password_hash))
+    odd = render.Secrets(authkeys='s3"cr\\et€', admin_keys=[], password_hash='$6$a/b\\c"')
+    text = "\n".join(
+        f"{value} {json.dumps(value)} {render.yaml_string(value)}" for value in (odd.authkeys, odd.password_hash)
+    )
     shown = render.masked(text, odd)
     assert "cr" not in shown and "a/b" not in shown and shown.count(render.MASK) == 6, shown
 
@@ -155,7 +207,11 @@ def test_seed_volumes_read_back(tmp_path):
     assert files["user-data"] == (out / "user-data").read_bytes() and files["user-data"].startswith(b"#cloud-config\n")
     label, files = seedfs.read_iso(out / paths.CONFIG_DRIVE_ISO)
     assert label == "config-2"
-    assert set(files) == {"openstack/latest/meta_data.json", "openstack/latest/user_data", "openstack/latest/network_data.json"}
+    assert set(files) == {
+        "openstack/latest/meta_data.json",
+        "openstack/latest/user_data",
+        "openstack/latest/network_data.json",
+    }
     network = json.loads(files["openstack/latest/network_data.json"])
     assert network["networks"][0]["ip_address"] == "192.168.0.103"
     assert network["links"][0]["ethernet_mac_address"] == CLUSTER.mac(CLUSTER.node("loadb1"))

@@ -19,8 +19,24 @@ from imgbuild.cloudinit import render
 
 HOSTNAME = st.from_regex(r"[a-z0-9]([a-z0-9-]{0,10}[a-z0-9])?", fullmatch=True)
 COMMENT = st.text(st.characters(min_codepoint=0x20, blacklist_categories=("Cs", "Cc")), max_size=20)
-HA_CF = ("logfacility", "logfile", "keepalive", "warntime", "deadtime", "initdead", "udpport", "bcast", "mcast", "ucast",
-         "auto_failback", "node", "ping", "respawn", "apiauth", "crm")  # fmt: skip
+HA_CF = (
+    "logfacility",
+    "logfile",
+    "keepalive",
+    "warntime",
+    "deadtime",
+    "initdead",
+    "udpport",
+    "bcast",
+    "mcast",
+    "ucast",
+    "auto_failback",
+    "node",
+    "ping",
+    "respawn",
+    "apiauth",
+    "crm",
+)
 IPXE = ("#!ipxe", "kernel", "initrd", "boot", "iseq", "echo", "exit")
 PXELINUX = ("DEFAULT", "LABEL", "KERNEL", "INITRD", "APPEND")
 
@@ -42,13 +58,29 @@ def clusters(draw: st.DrawFn) -> dict:
     data: dict = {
         "name": draw(HOSTNAME),
         "nodes": draw(st.permutations(nodes)),
-        "network": {"subnet": str(subnet), "vip": addr[-2], "domain": f"{draw(HOSTNAME)}.{draw(HOSTNAME)}",
-                    "interface": draw(st.from_regex(r"[a-z][a-z0-9]{0,14}", fullmatch=True))},  # fmt: skip
-        "balancer": {"port": draw(st.integers(1, 65535)), "scheduler": draw(st.sampled_from(model.SCHEDULERS[model.Build().release])),
-                     "quiescent": draw(st.booleans()), "check_receive": receive},  # fmt: skip
-        "heartbeat": {"transports": draw(st.lists(st.sampled_from(["bcast", "mcast", "ucast"]), min_size=1, max_size=3, unique=True)),
-                      "link": {"enabled": draw(st.booleans())}},  # fmt: skip
-        "admin": {"ssh_keys": [f"ssh-ed25519 AAAAC3Nza{i} {c}".rstrip() for i, c in enumerate(draw(st.lists(COMMENT, max_size=3)))]},
+        "network": {
+            "subnet": str(subnet),
+            "vip": addr[-2],
+            "domain": f"{draw(HOSTNAME)}.{draw(HOSTNAME)}",
+            "interface": draw(st.from_regex(r"[a-z][a-z0-9]{0,14}", fullmatch=True)),
+        },
+        "balancer": {
+            "port": draw(st.integers(1, 65535)),
+            "scheduler": draw(st.sampled_from(model.SCHEDULERS[model.Build().release])),
+            "quiescent": draw(st.booleans()),
+            "check_receive": receive,
+        },
+        "heartbeat": {
+            "transports": draw(
+                st.lists(st.sampled_from(["bcast", "mcast", "ucast"]), min_size=1, max_size=3, unique=True)
+            ),
+            "link": {"enabled": draw(st.booleans())},
+        },
+        "admin": {
+            "ssh_keys": [
+                f"ssh-ed25519 AAAAC3Nza{i} {c}".rstrip() for i, c in enumerate(draw(st.lists(COMMENT, max_size=3)))
+            ]
+        },
     }
     if data["network"]["interface"] == "eth1":
         data["heartbeat"]["link"]["interface"] = "eth2"
@@ -57,7 +89,9 @@ def clusters(draw: st.DrawFn) -> dict:
     if draw(st.booleans()):
         data["balancer"]["persistence"] = draw(st.integers(1, 86400))
     if draw(st.booleans()):
-        data["admin"]["password"] = draw(st.text(st.characters(min_codepoint=0x20, blacklist_categories=("Cs", "Cc")), min_size=8, max_size=40))
+        data["admin"]["password"] = draw(
+            st.text(st.characters(min_codepoint=0x20, blacklist_categories=("Cs", "Cc")), min_size=8, max_size=40)
+        )
     return data
 
 
@@ -70,7 +104,9 @@ def _lines(text: str) -> list[str]:
 def test_every_rendered_artefact_parses(data: dict, secret: str):
     cluster = model.parse(data)
     keys = list(cluster.admin.ssh_keys) or ["ssh-ed25519 AAAAC3Nza generated"]
-    secrets = render.Secrets(authkeys=secret, admin_keys=keys, password_hash="$6$x$y" if cluster.admin.password else None)
+    secrets = render.Secrets(
+        authkeys=secret, admin_keys=keys, password_hash="$6$x$y" if cluster.admin.password else None
+    )
     for node in cluster.nodes:
         seed = render.render_node(cluster, node, secrets)
         user_data = yaml.safe_load(seed.user_data)
@@ -79,17 +115,23 @@ def test_every_rendered_artefact_parses(data: dict, secret: str):
         files = {f["path"]: f["content"] for f in user_data["write_files"]}
         assert files == {f["path"]: f["content"] for f in render.node_files(cluster, node, secrets)}
         network = yaml.safe_load(seed.network_config)
-        assert network["ethernets"][cluster.network.interface]["addresses"] == [f"{node.address}/{cluster.network.subnet.prefixlen}"]
+        assert network["ethernets"][cluster.network.interface]["addresses"] == [
+            f"{node.address}/{cluster.network.subnet.prefixlen}"
+        ]
         assert yaml.safe_load(seed.meta_data)["local-hostname"] == node.name
         if node.role == model.Role.loadbalancer:
             ha_cf = _lines(files["/etc/ha.d/ha.cf"])
             assert all(line.split()[0] in HA_CF for line in ha_cf), ha_cf
-            assert [line.split()[1] for line in ha_cf if line.startswith("node ")] == [b.name for b in cluster.by_role(model.Role.loadbalancer)]
+            assert [line.split()[1] for line in ha_cf if line.startswith("node ")] == [
+                b.name for b in cluster.by_role(model.Role.loadbalancer)
+            ]
             assert len(_lines(files["/etc/ha.d/haresources"])) == 1
             assert _lines(files["/etc/ha.d/authkeys"]) == ["auth 3", f"3 sha1 {secret}"]
             ldirectord = _lines(files["/etc/ha.d/ldirectord.cf"])
             assert all(re.fullmatch(r"\s*[a-z]+=\S.*", line) for line in ldirectord), ldirectord
-            assert sum(line.strip().startswith("real=") for line in ldirectord) == len(cluster.by_role(model.Role.webserver))
+            assert sum(line.strip().startswith("real=") for line in ldirectord) == len(
+                cluster.by_role(model.Role.webserver)
+            )
         ipxe = _lines(pxe.ipxe_script(cluster, node)) + ["#!ipxe"]
         assert all(line.split()[0] in IPXE for line in ipxe), ipxe
         assert all(line.split()[0] in PXELINUX for line in _lines(pxe.pxelinux_config(cluster, node)))

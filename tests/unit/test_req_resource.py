@@ -17,7 +17,9 @@ GROUP = "LVSDirector::192.168.0.105/24/eth0/192.168.0.255::ldirectord.cf"
 @pytest.fixture
 def root(tmp_path: Path) -> Path:
     (tmp_path / "etc/ha.d").mkdir(parents=True)
-    (tmp_path / "etc/ha.d/shellfuncs").write_text(f'HA_NOARCHBIN={tmp_path}/bin\nha_log() {{ echo "log $*" >> {tmp_path}/calls; }}\n')
+    (tmp_path / "etc/ha.d/shellfuncs").write_text(
+        f'HA_NOARCHBIN={tmp_path}/bin\nha_log() {{ echo "log $*" >> {tmp_path}/calls; }}\n'
+    )
     for rel in ("bin/ResourceManager", "usr/share/heartbeat/req_resource.distrib"):
         (tmp_path / rel).parent.mkdir(parents=True, exist_ok=True)
         status = '[ "$1" != status ] || exit ${STATUS:-1}\n' if rel.startswith("bin") else ""
@@ -27,7 +29,13 @@ def root(tmp_path: Path) -> Path:
 
 
 def run(root: Path, **env: str) -> list[str]:
-    result = subprocess.run([str(SCRIPT), GROUP], env={**os.environ, "IMGBUILD_ROOT": str(root), **env}, capture_output=True, text=True, timeout=10)
+    result = subprocess.run(
+        [str(SCRIPT), GROUP],
+        env={**os.environ, "IMGBUILD_ROOT": str(root), **env},
+        capture_output=True,
+        text=True,
+        timeout=10,
+    )
     assert result.returncode == 0, result.stderr
     calls = root / "calls"
     return calls.read_text().splitlines() if calls.exists() else []

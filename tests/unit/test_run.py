@@ -20,7 +20,10 @@ def test_failure_is_one_line_with_the_stderr_tail_as_detail(tmp_path: Path):
         run(["sh", "-c", script], why="testing", hint="do something else", log_path=tmp_path / "x.log")
     message = str(err.value)
     assert "\n" not in message
-    assert message.startswith("`sh -c ") and "failed (exit 3) while testing: line30; do something else; full log: " in message
+    assert (
+        message.startswith("`sh -c ")
+        and "failed (exit 3) while testing: line30; do something else; full log: " in message
+    )
     assert err.value.detail.splitlines() == [f"line{i}" for i in range(11, 30)]
     assert err.value.exit_code == 1
 
@@ -55,5 +58,7 @@ def test_commands_in_a_logging_context_are_logged_and_failures_name_the_log(tmp_
     said = [re.sub(r"^\[imgbuild \d\d:\d\d:\d\d\] ", "", line) for line in log.read_text().splitlines()]
     assert re.fullmatch(r"\$ true: exit 0 in \d+\.\d\d s", said[0]), said
     assert re.fullmatch(r"\$ sleep 0 &: started, pid \d+", said[1]), said
-    assert re.fullmatch(r"\$ sh -c '.*': exit 3 in \d+\.\d\d s", said[2]) and said[3:] == ["  first", "  last words"], said
+    assert re.fullmatch(r"\$ sh -c '.*': exit 3 in \d+\.\d\d s", said[2]) and said[3:] == ["  first", "  last words"], (
+        said
+    )
     assert "outside" not in log.read_text()

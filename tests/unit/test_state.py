@@ -73,7 +73,9 @@ def test_empty_or_short_secret_is_an_error(state_root: Path, content: str):
 def _make(_: int) -> tuple[str, str, str]:
     key_path, public = state.admin_key("race")
     private = serialization.load_ssh_private_key(key_path.read_bytes(), None)
-    derived = private.public_key().public_bytes(serialization.Encoding.OpenSSH, serialization.PublicFormat.OpenSSH).decode()
+    derived = (
+        private.public_key().public_bytes(serialization.Encoding.OpenSSH, serialization.PublicFormat.OpenSSH).decode()
+    )
     return state.authkeys_secret("race"), public, derived
 
 

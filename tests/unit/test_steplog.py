@@ -46,8 +46,11 @@ def test_every_command_on_a_node_is_logged_with_its_check_and_status(tmp_path: P
     sampler.join()
     steps = [json.loads(line) for line in log.path.read_text().splitlines()]
     picked = [(s["check"], s["node"], s["command"], s["status"]) for s in steps]
-    assert picked[:3] == [("test_one", "web1", "true", 0), ("test_one", "web1", "false", 1),
-                          ("test_two", "web1", "hang", "TimeoutError: no answer")]  # fmt: skip
+    assert picked[:3] == [
+        ("test_one", "web1", "true", 0),
+        ("test_one", "web1", "false", 1),
+        ("test_two", "web1", "hang", "TimeoutError: no answer"),
+    ]
     assert steps[3]["thread"] == "sampler" and "thread" not in steps[0]
     assert all(s["seconds"] >= 0 and s["at"] > 0 for s in steps)
     assert log.count == 4 and log.per_check == {"test_one": 2, "test_two": 2}

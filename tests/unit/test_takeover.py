@@ -54,15 +54,18 @@ def test_no_takeover_for_a_ping_node_ourselves_or_a_stranger(root: Path, node: s
 PEERS = SCRIPT.parent / "peers.sh"
 
 
-@pytest.mark.parametrize(("ha_cf", "node", "peer"), [
-    (HA_CF, "loadb1", True),
-    (HA_CF, "loadb2", False),  # ourselves
-    (HA_CF, "192.168.0.1", False),  # a ping node
-    (HA_CF, "loadb", False),
-    (HA_CF, "", False),
-    ("node loadb2 loadb1\n", "loadb1", True),  # several nodes on one line
-    ("#node loadb1\nnode loadb2\n", "loadb1", False),
-])  # fmt: skip
+@pytest.mark.parametrize(
+    ("ha_cf", "node", "peer"),
+    [
+        (HA_CF, "loadb1", True),
+        (HA_CF, "loadb2", False),  # ourselves
+        (HA_CF, "192.168.0.1", False),  # a ping node
+        (HA_CF, "loadb", False),
+        (HA_CF, "", False),
+        ("node loadb2 loadb1\n", "loadb1", True),  # several nodes on one line
+        ("#node loadb1\nnode loadb2\n", "loadb1", False),
+    ],
+)
 def test_is_peer_is_ha_cf_membership(tmp_path: Path, ha_cf: str, node: str, peer: bool) -> None:
     """The one test takeover and mach_down share: which dead node moves resource groups."""
     (tmp_path / "etc/ha.d").mkdir(parents=True)
