@@ -140,7 +140,7 @@ def _bios_boot(core: bytes, lay: Layout) -> tuple[bytes, bytes]:
         raise RuntimeError(f"GRUB core image is {len(core)} bytes, larger than the BIOS boot partition")
     core = bytearray(core)
     sectors = -(-len(core) // SECTOR)
-    start, length = struct.unpack_from("<QH", core, BLOCKLIST)
+    _start, length = struct.unpack_from("<QH", core, BLOCKLIST)
     assert length == sectors - 1, "grub-mkimage wrote an unexpected diskboot blocklist"
     struct.pack_into("<Q", core, BLOCKLIST, lay.bios.lba + 1)
     boot = bytearray((GRUB_DIR / "i386-pc" / "boot.img").read_bytes())

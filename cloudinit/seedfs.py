@@ -24,7 +24,7 @@ def write_iso(target: Path, label: str, files: dict[str, bytes]) -> None:
                 made_dirs.add(directory)
                 iso_dir = "/" + "/".join(_short(p) for p in parts[:depth])
                 iso.add_directory(iso_dir, rr_name=parts[depth - 1], joliet_path="/" + directory)
-        iso_path = "/" + "/".join(_short(p) for p in parts[:-1] + [f"F{index:07d}"]) + ".;1"
+        iso_path = "/" + "/".join(_short(p) for p in [*parts[:-1], f"F{index:07d}"]) + ".;1"
         iso.add_fp(io.BytesIO(data), len(data), iso_path, rr_name=parts[-1], joliet_path="/" + name)
     volume = io.BytesIO()
     iso.write_fp(volume)

@@ -11,7 +11,7 @@ import ipaddress
 import json
 import re
 import tomllib
-from enum import Enum
+from enum import StrEnum
 from importlib import resources
 from pathlib import Path
 from typing import Annotated, Literal
@@ -121,11 +121,36 @@ def served_pages() -> dict[str, str]:
 
 
 _SYSTEM_USERS = frozenset(
-    ["root", "daemon", "bin", "sys", "sync", "games", "man", "lp", "mail", "news", "uucp", "proxy", "www-data", "backup", "list", "irc", "nobody", "systemd-network", "systemd-timesync", "messagebus", "sshd", "hacluster", "haclient", "_apt"]
+    [
+        "root",
+        "daemon",
+        "bin",
+        "sys",
+        "sync",
+        "games",
+        "man",
+        "lp",
+        "mail",
+        "news",
+        "uucp",
+        "proxy",
+        "www-data",
+        "backup",
+        "list",
+        "irc",
+        "nobody",
+        "systemd-network",
+        "systemd-timesync",
+        "messagebus",
+        "sshd",
+        "hacluster",
+        "haclient",
+        "_apt",
+    ]
 )
 
 
-class Role(str, Enum):
+class Role(StrEnum):
     loadbalancer = "loadbalancer"
     webserver = "webserver"
 
@@ -512,7 +537,7 @@ class Cluster(Strict):
             if dupes:
                 raise ValueError(f"duplicate node {what}: {', '.join(dupes)}")
         usable = (net.subnet.network_address, net.subnet.broadcast_address)
-        free = usable + (net.vip, *addresses)
+        free = (*usable, net.vip, *addresses)
         for node in self.nodes:
             if node.address not in net.subnet or node.address in usable:
                 raise ValueError(f"node {node.name}: address {node.address} is not a host address of {net.subnet}")
@@ -531,7 +556,7 @@ class Cluster(Strict):
         if not self.by_role(Role.webserver):
             raise ValueError("the cluster needs at least one webserver node")
         if self.pxe.server is not None and (
-            self.pxe.server not in net.subnet or self.pxe.server in free + (net.gateway,)
+            self.pxe.server not in net.subnet or self.pxe.server in (*free, net.gateway)
         ):
             raise ValueError(
                 f"pxe.server {self.pxe.server} must be a free host address of {net.subnet} (not a node's, the VIP, the gateway or the network/broadcast address)"

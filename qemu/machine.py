@@ -5,6 +5,7 @@ Console goes to a log file, control to QMP (qemu.qmp), commands to SSH (paramiko
 
 from __future__ import annotations
 
+import contextlib
 import re
 import shlex
 import shutil
@@ -253,10 +254,8 @@ class Machine:
     def crash(self) -> None:
         """Pull the plug: QEMU exits at once, the guest gets no chance to shut down."""
         self.close_ssh()
-        try:
+        with contextlib.suppress(OSError, EOFError):
             self.qmp("quit")
-        except (OSError, EOFError):
-            pass
         if self.process is not None:
             self.process.wait(timeout=30)
 

@@ -88,7 +88,7 @@ def _span(drill: dict[str, Any]) -> tuple[float, float]:
     times += [drill[key] for key in ("fault_at", "heal_at") if drill.get(key) is not None]
     if not times:
         return 0.0, 1.0
-    low, high = min(0.0, min(times)), max(times)
+    low, high = min(0.0, *times), max(times)
     margin = max(0.5, (high - low) * 0.02)
     return low - margin, high + margin
 

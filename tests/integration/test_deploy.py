@@ -112,14 +112,14 @@ def test_whole_disk_boots_under_firmware(images, seeds, test_env, tmp_path, monk
     monkeypatch.setenv("IMGBUILD_STATE", test_env["IMGBUILD_STATE"])
     with (
         netns.segment(f"{netns.PREFIX}fw-{tmp_path.name[-6:]}", CLUSTER.network.subnet, CLUSTER.free_address()) as seg,
-        netns.entered(seg.name),ThreadPoolExecutor(2) as pool
+        netns.entered(seg.name),
+        ThreadPoolExecutor(2) as pool,
     ):
         results = dict(
             zip(
                 ["loadb1", "webserver1"],
-                pool.map(
-                    lambda n: _firmware_boot(images, seeds, seg, tmp_path, firmware, n), ["loadb1", "webserver1"]
-                ),
+                pool.map(lambda n: _firmware_boot(images, seeds, seg, tmp_path, firmware, n), ["loadb1", "webserver1"]),
+                strict=True,
             )
         )
     for name, got in results.items():

@@ -49,7 +49,7 @@ def test_images_hold_no_secret(images, seeds, test_env, monkeypatch):
     monkeypatch.setenv("IMGBUILD_STATE", test_env["IMGBUILD_STATE"])
     cluster = model.Cluster()
     key_path, public = state.admin_key(cluster.name)
-    private_body = [line for line in key_path.read_text().splitlines() if "PRIVATE KEY" not in line][0]
+    private_body = next(line for line in key_path.read_text().splitlines() if "PRIVATE KEY" not in line)
     needles = [state.authkeys_secret(cluster.name).encode(), public.split()[1].encode(), private_body.encode()]
     for role in ("loadbalancer", "webserver"):
         for path in (images / role).iterdir():

@@ -94,7 +94,7 @@ def test_a_takeover_logs_its_time_and_leaves_real_time_after_the_vip(root: Path)
     run(root, "start", TAKEOVER_AT="50.15")
     names = [c.split()[0] for c in calls(root)]
     assert names.index("ip") < names.index("chrt") < names.index("LVSSyncDaemonSwap")
-    assert [c for c in calls(root) if c.startswith("chrt")][0].startswith("chrt --other --pid 0 ")
+    assert next(c for c in calls(root) if c.startswith("chrt")).startswith("chrt --other --pid 0 ")
     line = "logger -t LVSDirector -p local0.info 192.168.0.105 up on eth0, 230 ms after harc heard the peer is dead"
     deadline = time.monotonic() + 5  # the log line is written in the background
     while line not in calls(root) and time.monotonic() < deadline:

@@ -190,7 +190,7 @@ def test_state_secrets_are_private_and_stable(tmp_path, monkeypatch):
     monkeypatch.setenv("IMGBUILD_STATE", str(tmp_path))
     first = state.authkeys_secret("c1")
     assert len(bytes.fromhex(first)) >= 32 and first == state.authkeys_secret("c1") != state.authkeys_secret("c2")
-    key_path, public = state.admin_key("c1")
+    _key_path, public = state.admin_key("c1")
     assert public.startswith("ssh-ed25519 ") and state.admin_key("c1")[1] == public
     for path in (tmp_path / "c1").iterdir():
         assert stat.S_IMODE(path.stat().st_mode) == 0o600, path

@@ -132,7 +132,7 @@ def test_every_rendered_artefact_parses(data: dict, secret: str):
             assert sum(line.strip().startswith("real=") for line in ldirectord) == len(
                 cluster.by_role(model.Role.webserver)
             )
-        ipxe = _lines(pxe.ipxe_script(cluster, node)) + ["#!ipxe"]
+        ipxe = [*_lines(pxe.ipxe_script(cluster, node)), "#!ipxe"]
         assert all(line.split()[0] in IPXE for line in ipxe), ipxe
         assert all(line.split()[0] in PXELINUX for line in _lines(pxe.pxelinux_config(cluster, node)))
     menu = pxe.ipxe_menu(cluster).splitlines()

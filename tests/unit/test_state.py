@@ -84,5 +84,5 @@ def test_racing_runs_agree_on_one_secret_and_one_key():
         results = pool.map(_make, range(16))
     assert len({r[0] for r in results}) == 1
     assert len({r[1] for r in results}) == 1
-    secret, public, derived = results[0]
+    _secret, public, derived = results[0]
     assert public.split()[:2] == derived.split()[:2], "the deployed public key must match the private key"
