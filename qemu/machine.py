@@ -8,28 +8,24 @@ from __future__ import annotations
 import contextlib
 import re
 import shlex
-import shutil
 import signal
 import subprocess
 import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
 
 import paramiko
 
-from imgbuild.bootargs import disk_cmdline
-from imgbuild.errors import UserError
-from imgbuild.qemu.accel import Accel, kernel_args, qemu_args
+from imgbuild.qemu.accel import Accel
+from imgbuild.qemu.command import BootSpec, Hardware, NodeFiles, prepare_disks, qemu_command
 from imgbuild.qemu.rootshell import RootShell
 from imgbuild.qemu.steplog import StepLog
-from imgbuild.run import run, start
+from imgbuild.run import start
 from qemu.qmp.legacy import QEMUMonitorProtocol
 
-QEMU = "qemu-system-x86_64"
-OVMF_CODE = Path("/usr/share/OVMF/OVMF_CODE_4M.fd")
-OVMF_VARS = Path("/usr/share/OVMF/OVMF_VARS_4M.fd")
+# What a command over SSH raises when the node is gone, rebooting or unreachable.
+SSH_ERRORS = (TimeoutError, OSError, EOFError, paramiko.SSHException)
 
 
 class NodeFailed(Exception):
@@ -37,26 +33,12 @@ class NodeFailed(Exception):
 
 
 @dataclass(frozen=True)
-class BootSpec:
-    """What a node boots and how.
+class Login:
+    """How commands reach the node: SSH to address as user with key; a root shell on top."""
 
-    With a kernel: direct kernel boot, root on image (the role's filesystem). Without: the
-    firmware boots, from image (a whole disk) or, when there is no image, from the network.
-    Images are never written: the node runs on an overlay, disk_size bytes when set (a cloud
-    flavour's bigger disk).
-    """
-
-    image: Path | None
-    seed: Path | None = None
-    kernel: Path | None = None
-    initrd: Path | None = None
-    firmware: Literal["bios", "uefi"] = "bios"
-    disk_size: int | None = None
-
-
-def backing_format(image: Path) -> str:
-    """The image's format, from its name: a role image is .raw or .qcow2 (also .disk.qcow2)."""
-    return "raw" if image.suffix == ".raw" else "qcow2"
+    address: str
+    user: str
+    key: Path
 
 
 class Machine:
@@ -66,23 +48,13 @@ class Machine:
         boot: BootSpec,
         workdir: Path,
         accel: Accel,
-        memory_mb: int = 384,
-        cpus: int = 1,
-        mac: str | None = None,
-        tap: str | None = None,
-        address: str | None = None,
-        ssh_user: str = "admin",
-        ssh_key: Path | None = None,
-        links: tuple[tuple[str, str], ...] = (),
+        *,
+        hardware: Hardware = Hardware(),
+        login: Login | None = None,
     ) -> None:
         self.name, self.boot, self.workdir, self.accel = name, boot, workdir, accel
-        self.memory_mb, self.cpus, self.mac, self.tap = memory_mb, cpus, mac, tap
-        self.address, self.ssh_user, self.ssh_key = address, ssh_user, ssh_key
-        self.links = links  # further NICs as (tap, MAC): n1, n2, ... in this order
-        self.console = workdir / f"{name}.console.log"
-        self.overlay = workdir / f"{name}.qcow2"
-        self.efi_vars = workdir / f"{name}.efivars.fd"
-        self.qmp_path = workdir / f"{name}.qmp"
+        self.hardware, self.login = hardware, login
+        self.files = NodeFiles.in_dir(workdir, name)
         self.process: subprocess.Popen[bytes] | None = None
         self._ssh: paramiko.SSHClient | None = None
         self._shell: RootShell | None = None
@@ -93,124 +65,37 @@ class Machine:
         self.started_at = 0.0
         self.step_log: StepLog | None = None  # every command run here, once verify's checks run
 
+    @property
+    def mac(self) -> str | None:
+        """The MAC on the cluster's segment (n0)."""
+        return self.hardware.nics[0].mac if self.hardware.nics else None
+
+    @property
+    def address(self) -> str | None:
+        return self.login.address if self.login else None
+
     # -- lifecycle ---------------------------------------------------------------------------
 
-    def command(self) -> list[str]:
-        boot = self.boot
-        firmware = []
-        if boot.firmware == "uefi":
-            firmware = [
-                "-drive",
-                f"if=pflash,format=raw,unit=0,readonly=on,file={OVMF_CODE}",
-                "-drive",
-                f"if=pflash,format=raw,unit=1,file={self.efi_vars}",
-            ]
-        if boot.kernel:
-            cmdline = " ".join([disk_cmdline(), *kernel_args(self.accel)])
-            firmware += ["-kernel", str(boot.kernel), "-initrd", str(boot.initrd), "-append", cmdline]
-        # Explicit devices in this order: the disk is vda and the first thing the firmware boots.
-        disks = []
-        if boot.image:
-            disks += [
-                "-drive",
-                f"file={self.overlay},if=none,id=disk0,format=qcow2,discard=unmap",
-                "-device",
-                "virtio-blk-pci,drive=disk0,bootindex=1",
-            ]
-        if boot.seed:
-            disks += [
-                "-drive",
-                f"file={boot.seed},if=none,id=seed0,format=raw,readonly=on",
-                "-device",
-                "virtio-blk-pci,drive=seed0",
-            ]
-        net = ["-nic", "none"]
-        if self.tap:
-            pxe = "" if boot.image or boot.kernel else ",bootindex=1"
-            net = [
-                "-netdev",
-                f"tap,id=n0,ifname={self.tap},script=no,downscript=no",
-                "-device",
-                f"virtio-net-pci,netdev=n0,mac={self.mac}{pxe}",
-            ]
-            for index, (tap, mac) in enumerate(self.links, start=1):
-                net += [
-                    "-netdev",
-                    f"tap,id=n{index},ifname={tap},script=no,downscript=no",
-                    "-device",
-                    f"virtio-net-pci,netdev=n{index},mac={mac}",
-                ]
-        return [
-            QEMU,
-            "-name",
-            self.name,
-            "-machine",
-            "q35",
-            *qemu_args(self.accel),
-            "-m",
-            str(self.memory_mb),
-            "-smp",
-            str(self.cpus),
-            "-display",
-            "none",
-            "-monitor",
-            "none",
-            "-serial",
-            f"file:{self.console}",
-            "-qmp",
-            f"unix:{self.qmp_path},server=on,wait=off",
-            *firmware,
-            *disks,
-            "-device",
-            "virtio-rng-pci",
-            *net,
-        ]
-
     def start(self) -> None:
-        """Boot from a fresh overlay on the role image (the image itself stays untouched)."""
+        """Boot from a fresh overlay on the image (the image itself stays untouched)."""
         self.workdir.mkdir(parents=True, exist_ok=True)
-        self.overlay.unlink(missing_ok=True)
-        if self.boot.image:
-            size = [str(self.boot.disk_size)] if self.boot.disk_size else []
-            run(
-                [
-                    "qemu-img",
-                    "create",
-                    "-q",
-                    "-f",
-                    "qcow2",
-                    "-F",
-                    backing_format(self.boot.image),
-                    "-b",
-                    self.boot.image.resolve(),
-                    self.overlay,
-                    *size,
-                ],
-                why=f"creating {self.name}'s overlay",
-                hint="install qemu-utils",
-            )
-        if self.boot.firmware == "uefi":
-            shutil.copyfile(OVMF_VARS, self.efi_vars)  # the firmware's writable NVRAM, one per node
-        self.console.write_bytes(b"")
-        self.started_at = time.monotonic()
-        self.process = start(
-            self.command(),
-            hint="install qemu-system-x86",
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.PIPE,
-        )
+        prepare_disks(self.name, self.boot, self.files)
+        self.files.console.write_bytes(b"")
+        self._launch()
 
     def restart(self) -> None:
         """Boot again from the same overlay (a reboot after a power cut); the old console log is kept."""
         if self.running():
             raise NodeFailed(f"{self.name}: still running; crash or stop it before booting it again")
         self.close_ssh()
-        if self.console.exists():
-            self.console.rename(self.console.with_suffix(f".{int(time.time())}.log"))
+        if self.files.console.exists():
+            self.files.console.rename(self.files.console.with_suffix(f".{int(time.time())}.log"))
+        self._launch()
+
+    def _launch(self) -> None:
         self.started_at = time.monotonic()
         self.process = start(
-            self.command(),
+            qemu_command(self.name, self.boot, self.hardware, self.files, self.accel),
             hint="install qemu-system-x86",
             stdin=subprocess.DEVNULL,
             stdout=subprocess.DEVNULL,
@@ -231,11 +116,23 @@ class Machine:
                 self.process.kill()
                 self.process.wait()
 
+    def shutdown(self, timeout: float = 120) -> None:
+        """Power off from inside, as an operator would (systemd stops every service), and wait
+        for QEMU to exit."""
+        with contextlib.suppress(NodeFailed, *SSH_ERRORS):  # the session may drop as it goes down
+            self.run("systemctl --no-block poweroff", timeout=20)
+        self.close_ssh()
+        if self.process is None:
+            return
+        try:
+            self.process.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            raise NodeFailed(f"{self.name}: did not power off within {timeout:.0f} s\n{self.console_tail()}") from None
+
     def cleanup(self) -> None:
         self.stop()
-        self.overlay.unlink(missing_ok=True)
-        self.efi_vars.unlink(missing_ok=True)
-        self.qmp_path.unlink(missing_ok=True)
+        for path in (self.files.overlay, self.files.efi_vars, self.files.qmp):
+            path.unlink(missing_ok=True)
 
     # -- QMP ---------------------------------------------------------------------------------
 
@@ -244,7 +141,7 @@ class Machine:
 
     def qmp_all(self, commands: list[tuple[str, dict[str, object]]]) -> list[object]:
         """Several QMP commands on one connection: back to back, milliseconds apart."""
-        monitor = QEMUMonitorProtocol(str(self.qmp_path))
+        monitor = QEMUMonitorProtocol(str(self.files.qmp))
         monitor.connect()
         try:
             return [monitor.cmd(command, **args) for command, args in commands]
@@ -270,7 +167,8 @@ class Machine:
     # -- console -----------------------------------------------------------------------------
 
     def console_text(self) -> str:
-        return self.console.read_text(errors="replace") if self.console.exists() else ""
+        console = self.files.console
+        return console.read_text(errors="replace") if console.exists() else ""
 
     def console_tail(self, lines: int = 30) -> str:
         text = re.sub(r"\x1b\[[0-9;]*[A-Za-z]", "", self.console_text())
@@ -283,7 +181,7 @@ class Machine:
                 f"{self.name}: QEMU exited ({self.process.returncode}): {err.strip()}\n{self.console_tail()}"
             )
 
-    def wait_for_console(self, pattern: str, timeout: float) -> re.Match[str]:
+    def wait_for_console_text(self, pattern: str, timeout: float) -> re.Match[str]:
         """Wait until the serial console shows pattern (a regex)."""
         deadline = time.monotonic() + timeout
         regex = re.compile(pattern)
@@ -305,15 +203,15 @@ class Machine:
             return self._ssh
 
     def _login(self, timeout: float) -> paramiko.SSHClient:
-        if not self.address or not self.ssh_key:
+        if self.login is None:
             raise NodeFailed(f"{self.name}: has no network address or SSH key to log in with")
         client = paramiko.SSHClient()
         # Fresh host keys every boot of a throwaway overlay: nothing to pin against.
         client.set_missing_host_key_policy(paramiko.AutoAddPolicy())
         client.connect(
-            self.address,
-            username=self.ssh_user,
-            key_filename=str(self.ssh_key),
+            self.login.address,
+            username=self.login.user,
+            key_filename=str(self.login.key),
             timeout=timeout,
             banner_timeout=timeout,
             auth_timeout=timeout,
@@ -354,35 +252,47 @@ class Machine:
         return status, stdout.decode(errors="replace"), stderr.decode(errors="replace")
 
     def execute(self, command: str, timeout: float = 60) -> tuple[int, str]:
-        """Run a shell command as root on the node: (exit status, stdout then stderr)."""
-        status, stdout, stderr = self.run(command, timeout)
-        return status, stdout + stderr
+        """Run a shell command as root on the node: (exit status, stdout)."""
+        status, stdout, _stderr = self.run(command, timeout)
+        return status, stdout
 
     def succeed(self, command: str, timeout: float = 60) -> str:
-        status, output = self.execute(command, timeout)
+        """stdout of command, which must exit 0; else NodeFailed with its stderr."""
+        status, stdout, stderr = self.run(command, timeout)
         if status != 0:
-            raise NodeFailed(f"{self.name}: `{command}` exited {status}: {output.strip()}")
-        return output
+            raise NodeFailed(f"{self.name}: `{command}` exited {status}: {(stdout + stderr).strip()}")
+        return stdout
 
     def fail(self, command: str, timeout: float = 60) -> str:
-        status, output = self.execute(command, timeout)
+        """stdout of command, which must exit non-zero."""
+        status, stdout, stderr = self.run(command, timeout)
         if status == 0:
-            raise NodeFailed(f"{self.name}: `{command}` succeeded but should have failed: {output.strip()}")
-        return output
+            raise NodeFailed(f"{self.name}: `{command}` succeeded but should have failed: {(stdout + stderr).strip()}")
+        return stdout
 
     def wait_until_succeeds(self, command: str, timeout: float) -> str:
+        """stdout of the first run of command that exits 0, retried every second for timeout s."""
+        return self._wait_until(command, timeout, succeeds=True)
+
+    def wait_until_fails(self, command: str, timeout: float) -> str:
+        """stdout of the first run of command that exits non-zero, retried every second."""
+        return self._wait_until(command, timeout, succeeds=False)
+
+    def _wait_until(self, command: str, timeout: float, succeeds: bool) -> str:
         deadline = time.monotonic() + timeout
         last = ""
         while True:
             try:
-                status, last = self.execute(command, timeout=max(5.0, deadline - time.monotonic()))
-                if status == 0:
+                status, last, stderr = self.run(command, timeout=max(5.0, deadline - time.monotonic()))
+                if (status == 0) == succeeds:
                     return last
-            except (TimeoutError, OSError, paramiko.SSHException, EOFError):
+                last += stderr
+            except SSH_ERRORS:  # booting, rebooting or cut off: try again
                 self.close_ssh()
             if time.monotonic() > deadline:
                 raise NodeFailed(
-                    f"{self.name}: `{command}` did not succeed within {timeout:.0f} s: {last.strip()}\n{self.console_tail()}"
+                    f"{self.name}: `{command}` did not {'succeed' if succeeds else 'fail'} within {timeout:.0f} s: "
+                    f"{last.strip()}\n{self.console_tail()}"
                 )
             self._check_alive()
             time.sleep(1)
@@ -394,12 +304,5 @@ class Machine:
             f"s=$(systemctl is-active {quoted}); echo $s; [ $s = active ] || [ $s = failed ]", timeout
         ).strip()
         if state != "active":
-            raise NodeFailed(
-                f"{self.name}: unit {unit} {state}:\n{self.execute(f'systemctl status --no-pager -n 20 {quoted}')[1]}"
-            )
-
-
-def require_qemu() -> None:
-    for tool, package in ((QEMU, "qemu-system-x86"), ("qemu-img", "qemu-utils")):
-        if shutil.which(tool) is None:
-            raise UserError(f"{tool} not found; install it with: apt-get install {package}")
+            status = self.execute(f"systemctl status --no-pager -n 20 {quoted}")[1]
+            raise NodeFailed(f"{self.name}: unit {unit} {state}:\n{status}")

@@ -20,7 +20,8 @@ from imgbuild.model import Cluster, Node, Role, valid_hostname
 from imgbuild.paths import NOCLOUD_ISO, artefact, seed_dir
 from imgbuild.qemu import netns
 from imgbuild.qemu.accel import Accel
-from imgbuild.qemu.machine import BootSpec, Machine
+from imgbuild.qemu.command import BootSpec, Hardware, Nic
+from imgbuild.qemu.machine import Login, Machine
 from imgbuild.verify.readiness import wait_until_booted, wait_until_ready
 
 
@@ -64,26 +65,23 @@ def node_machine(
     segment: netns.Segment,
     tap: str,
     ssh_key: Path,
+    *,
     name: str | None = None,
-    **size: int,
+    memory_mb: int = Hardware.memory_mb,
+    cpus: int = Hardware.cpus,
 ) -> Machine:
     """A QEMU machine for one node of the cluster: its MAC on a tap of segment named tap, its
-    address, the admin's login, and a balancer's heartbeat-link NIC (n1) on the link bridge.
-    size: memory_mb and cpus, when not Machine's defaults."""
-    link_mac = cluster.link_mac(node)
-    links = ((segment.add_tap(f"{tap}l", netns.LINK_BRIDGE), link_mac),) if link_mac else ()
+    address, the admin's login, and a balancer's heartbeat-link NIC (n1) on the link bridge."""
+    nics = [Nic(segment.add_tap(tap), cluster.mac(node))]
+    if link_mac := cluster.link_mac(node):
+        nics.append(Nic(segment.add_tap(f"{tap}l", netns.LINK_BRIDGE), link_mac))
     return Machine(
         name or node.name,
         boot,
         workdir,
         accel,
-        mac=cluster.mac(node),
-        tap=segment.add_tap(tap),
-        address=str(node.address),
-        ssh_user=cluster.admin.user,
-        ssh_key=ssh_key,
-        links=links,
-        **size,
+        hardware=Hardware(memory_mb, cpus, tuple(nics)),
+        login=Login(str(node.address), cluster.admin.user, ssh_key),
     )
 
 
@@ -126,7 +124,12 @@ def running(
         segment = stack.enter_context(netns.segment(name, cluster.network.subnet, client, cluster.network.gateway))
         stack.enter_context(netns.entered(name))
         machines: dict[str, Machine] = {}
-        stack.callback(lambda: [m.cleanup() for m in machines.values()])
+
+        @stack.callback
+        def _cleanup() -> None:
+            for machine in machines.values():
+                machine.cleanup()
+
         for index, node in enumerate(cluster.nodes):
             spec = boot_spec(node, images, seeds)
             machines[node.name] = node_machine(
@@ -191,7 +194,7 @@ def kept_record(cluster: RunningCluster) -> KeptRecord:
         "netns": cluster.netns_name,
         "pids": [m.process.pid for m in cluster.machines.values() if m.process and m.running()],
         "workdir": str(cluster.workdir),
-        "nodes": {m.name: m.address for m in cluster.machines.values()},
+        "nodes": {n.name: str(n.address) for n in cluster.model.nodes},
     }
 
 

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from imgbuild.model import Role
-from imgbuild.qemu.machine import Machine, NodeFailed
+from imgbuild.qemu.machine import SSH_ERRORS, Machine, NodeFailed
 from imgbuild.verify.client import Figures, Traffic, arp_owner
 from imgbuild.verify.cluster import RunningCluster
 
@@ -58,11 +58,11 @@ class Drill:
             self.recorded["figures"][key] = value
         return value
 
-    def fault(self, what: str, act: Callable[[], None]) -> None:
+    def fault(self, what: str, act: Callable[[], object]) -> None:
         self.fault_at = self.traffic.mark(what)
         act()
 
-    def heal(self, what: str, act: Callable[[], None]) -> None:
+    def heal(self, what: str, act: Callable[[], object]) -> None:
         self.heal_at = self.traffic.mark(what)
         act()
 
@@ -135,7 +135,7 @@ class Drill:
 def _guest_clock(machine: Machine) -> int | None:
     try:
         return int(machine.succeed("date +%s", timeout=10))
-    except Exception:  # a dead or rebooting balancer has no log to offer; the drill goes on
+    except (NodeFailed, ValueError, *SSH_ERRORS):  # a dead or rebooting balancer has no log to offer
         return None
 
 
@@ -144,7 +144,7 @@ def _ha_log_since(machine: Machine, since: int) -> str:
         return "(powered off)"
     try:
         return machine.succeed(f"{HA_JOURNAL} --since=@{since} | head -c {HA_LOG_LIMIT}", timeout=20)
-    except Exception as err:
+    except (NodeFailed, *SSH_ERRORS) as err:
         return f"(could not read: {err})"
 
 

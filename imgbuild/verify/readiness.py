@@ -34,7 +34,7 @@ def is_ready(machine: Machine) -> bool:
 
 def wait_until_booted(machine: Machine, timeout: float) -> None:
     """The console says cloud-init has finished; SSH may not answer yet. timeout: since start."""
-    machine.wait_for_console(FINISHED, timeout=machine.started_at + timeout - time.monotonic())
+    machine.wait_for_console_text(FINISHED, timeout=machine.started_at + timeout - time.monotonic())
 
 
 def wait_until_ready(machine: Machine, timeout: float) -> float:

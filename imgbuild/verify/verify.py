@@ -19,7 +19,8 @@ from imgbuild.model import Cluster, Role
 from imgbuild.paths import release_dir
 from imgbuild.publish import output_dir
 from imgbuild.qemu import accel as accel_mod
-from imgbuild.qemu.machine import NodeFailed, require_qemu
+from imgbuild.qemu.command import require_qemu
+from imgbuild.qemu.machine import NodeFailed
 from imgbuild.run import logging_to
 from imgbuild.verify import cluster as cluster_mod
 from imgbuild.verify.run import run_checks
@@ -147,6 +148,7 @@ def verify(
     html = report_html(report, report_dir)  # a timeline picture per drill, linked from one page
     ui.err.print(summary(report))
     ui.err.print(
-        f"report: {report_dir}/report.json, {html.name}, JUnit: {report_dir}/junit.xml; total {report['total_seconds']:.0f} s"
+        f"report: {report_dir}/report.json, {html.name}, JUnit: {report_dir}/junit.xml; total "
+        f"{report['total_seconds']:.0f} s"
     )
     return report

@@ -8,8 +8,10 @@ import signal
 import subprocess
 import time
 import urllib.request
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import Any
 
 import pytest
 from conftest import IMGBUILD, REPO, run_imgbuild
@@ -21,7 +23,7 @@ from imgbuild.model import Role
 from imgbuild.paths import CONFIG_DRIVE_ISO, artefact, pxe_base_url, seed_dir
 from imgbuild.qemu import netns
 from imgbuild.qemu.accel import choose
-from imgbuild.qemu.machine import BootSpec
+from imgbuild.qemu.command import BootSpec, Firmware
 from imgbuild.verify.cluster import node_machine
 from imgbuild.verify.readiness import wait_until_ready
 from imgbuild.verify.test_cluster import check_page_command
@@ -32,7 +34,7 @@ CLUSTER = model.Cluster()
 
 
 @pytest.fixture(scope="module")
-def figures(work: Path):
+def figures(work: Path) -> Iterator[dict[str, dict[str, float]]]:
     """Boot-to-ready figures of this module, merged into <work>/deploy-figures.json for bench/run.py deploy."""
     found: dict[str, dict[str, float]] = {}
     yield found
@@ -41,9 +43,10 @@ def figures(work: Path):
     path.write_text(json.dumps(old | found, indent=2) + "\n")
 
 
-def test_manifest_lists_whole_disk_for_openstack(images, test_env):
+def test_manifest_lists_whole_disk_for_openstack(images: Path, test_env: dict[str, str]) -> None:
     for role in Role:
         manifest = read_manifest(images, role)
+        assert manifest is not None, role
         disk = manifest["artefacts"]["disk-qcow2"]
         glance = manifest["openstack"]
         assert (
@@ -71,9 +74,12 @@ def test_manifest_lists_whole_disk_for_openstack(images, test_env):
         assert f"hw_firmware_type={glance['properties']['hw_firmware_type']}" in args
 
 
-def _firmware_boot(images: Path, seeds: Path, seg: netns.Segment, workdir: Path, firmware: str, name: str) -> dict:
+def _firmware_boot(
+    images: Path, seeds: Path, seg: netns.Segment, workdir: Path, firmware: Firmware, name: str
+) -> dict[str, Any]:
     node = CLUSTER.node(name)
     manifest = read_manifest(images, node.role)
+    assert manifest is not None, node.role
     size = manifest["artefacts"]["disk-qcow2"]["virtual_bytes"] + GIB  # a flavour's disk, bigger than the image
     spec = BootSpec(
         artefact(images, node.role, "disk-qcow2"),
@@ -107,7 +113,15 @@ def _firmware_boot(images: Path, seeds: Path, seg: netns.Segment, workdir: Path,
 
 
 @pytest.mark.parametrize("firmware", ["bios", "uefi"])
-def test_whole_disk_boots_under_firmware(images, seeds, test_env, tmp_path, monkeypatch, figures, firmware):
+def test_whole_disk_boots_under_firmware(
+    images: Path,
+    seeds: Path,
+    test_env: dict[str, str],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    figures: dict[str, dict[str, float]],
+    firmware: Firmware,
+) -> None:
     """Both roles' whole disks boot under SeaBIOS / OVMF with their config drive; root fills the bigger disk."""
     monkeypatch.setenv("IMGBUILD_STATE", test_env["IMGBUILD_STATE"])
     with (
@@ -139,7 +153,9 @@ def test_whole_disk_boots_under_firmware(images, seeds, test_env, tmp_path, monk
 
 
 @pytest.fixture
-def pxe_server(images, seeds, test_env, tmp_path):
+def pxe_server(
+    images: Path, seeds: Path, test_env: dict[str, str], tmp_path: Path
+) -> Iterator[tuple[netns.Segment, Path]]:
     """A namespace with the cluster segment and `imgbuild pxe --serve` (HTTP, DHCP, TFTP) on it."""
     tree = tmp_path / "pxe"
     name = f"{netns.PREFIX}px-{tmp_path.name[-6:]}"
@@ -177,7 +193,13 @@ def pxe_server(images, seeds, test_env, tmp_path):
             print((tmp_path / "serve.log").read_text()[-3000:])
 
 
-def test_pxe_boot_from_served_tree(pxe_server, test_env, tmp_path, monkeypatch, figures):
+def test_pxe_boot_from_served_tree(
+    pxe_server: tuple[netns.Segment, Path],
+    test_env: dict[str, str],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    figures: dict[str, dict[str, float]],
+) -> None:
     """A diskless node with no kernel argument and no local seed boots by PXE and comes up as webserver2."""
     monkeypatch.setenv("IMGBUILD_STATE", test_env["IMGBUILD_STATE"])
     seg, tree = pxe_server
