@@ -1,9 +1,11 @@
 """Benchmarks (not timed tests): build against plain diskimage-builder, and the cluster boot/verify figures.
 
     .venv/bin/python bench/run.py build [--release R]...   # -> bench/results/build.json, per release
-    .venv/bin/python bench/run.py verify [--release R]... [reports/verify-*/report.json...]   # -> verify.json, per release
+    .venv/bin/python bench/run.py verify [--release R]... [reports/verify-*/report.json...]
+        # -> verify.json, per release
     .venv/bin/python bench/run.py deploy [build/test]   # -> bench/results/deploy.json, from the test suite's run
-    .venv/bin/python bench/run.py faults [--release R] [--stacks heartbeat,keepalived] [ROUNDS | report.json...]   # -> faults.json
+    .venv/bin/python bench/run.py faults [--release R] [--stacks heartbeat,keepalived] [ROUNDS | report.json...]
+        # -> faults.json
     .venv/bin/python bench/run.py idle [--advert-ms MS] [MINUTES]   # -> idle.json: keepalived's false failovers
 
 Without --release, build and verify measure every release and faults the default one.
@@ -21,9 +23,11 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 from imgbuild import state
 from imgbuild.builder import mirror, preflight
+from imgbuild.builder.build import Manifest
 from imgbuild.model import RELEASES, Cluster, Role
 from imgbuild.run import failure, run
 
@@ -43,7 +47,7 @@ def timed(cmd: list[str], env: dict[str, str], log: Path) -> float:
     return round(time.monotonic() - started, 1)
 
 
-def bench_build(scratch: Path, release: str) -> dict:
+def bench_build(scratch: Path, release: str) -> dict[str, Any]:
     """Both roles cold and from the cache, against a plain diskimage-builder image of the same release."""
     scratch = scratch / release
     scratch.mkdir()
@@ -95,18 +99,19 @@ def bench_build(scratch: Path, release: str) -> dict:
     }
 
 
-def verify_report(*args: str) -> dict:
+def verify_report(*args: str) -> dict[str, Any]:
     """The report of `imgbuild verify *args`."""
-    return json.loads(run([*IMGBUILD, "verify", *args, "--json"], text=True, check=False).stdout)
+    report: dict[str, Any] = json.loads(run([*IMGBUILD, "verify", *args, "--json"], text=True, check=False).stdout)
+    return report
 
 
-def read_reports(paths: list[str], key: str, default: str) -> dict[str, dict]:
+def read_reports(paths: list[str], key: str, default: str) -> dict[str, dict[str, Any]]:
     """report.json files of runs that already happened (e.g. the test suite's), filed by their release or stack."""
-    reports = [json.loads(Path(p).read_text()) for p in paths]
+    reports: list[dict[str, Any]] = [json.loads(Path(p).read_text()) for p in paths]
     return {r.get(key, default): r for r in reports}
 
 
-def verify_figures(report: dict) -> dict:
+def verify_figures(report: dict[str, Any]) -> dict[str, Any]:
     return {
         "report_dir": report.get("report_dir"),
         "stack": report.get("stack", "heartbeat"),
@@ -130,10 +135,10 @@ def verify_figures(report: dict) -> dict:
     }
 
 
-def fault_matrix(report: dict) -> dict:
+def fault_matrix(report: dict[str, Any]) -> dict[str, Any]:
     """Per drill (rounds folded: `b-second-failover-r3` is b-second-failover): outage p50/max,
     failed requests, and how many rounds passed their bound."""
-    rounds: dict[str, list[dict]] = {}
+    rounds: dict[str, list[dict[str, Any]]] = {}
     for drill in report.get("drills", []):
         rounds.setdefault(re.sub(r"-r\d+$", "", drill["name"]), []).append(drill)
     matrix = {}
@@ -162,7 +167,7 @@ def stack_config(scratch: Path, stack: str, **keepalived: int) -> Path:
     return path
 
 
-def run_faults(rounds: int, release: str, config: Path) -> dict:
+def run_faults(rounds: int, release: str, config: Path) -> dict[str, Any]:
     """The fault matrix `rounds` times on one booted cluster (imgbuild verify --faults --rounds)."""
     # The run's report directory (report.json, report.html, the pictures, the HA logs) is kept
     # under reports/: a failed round is read there, not guessed at.
@@ -171,7 +176,7 @@ def run_faults(rounds: int, release: str, config: Path) -> dict:
     )
 
 
-def faults_figures(report: dict) -> dict:
+def faults_figures(report: dict[str, Any]) -> dict[str, Any]:
     return {
         "release": report.get("release", "bookworm"),
         "stack": report.get("stack", "heartbeat"),
@@ -185,12 +190,12 @@ def faults_figures(report: dict) -> dict:
     }
 
 
-def side_by_side(per_stack: dict[str, dict]) -> list[dict]:
+def side_by_side(per_stack: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
     """One row per drill: outage p50/max and failed requests on each stack (None: not run there)."""
     drills = sorted({name for figures in per_stack.values() for name in figures["drills"]})
     rows = []
     for name in drills:
-        row: dict = {"drill": name}
+        row: dict[str, Any] = {"drill": name}
         for stack, figures in per_stack.items():
             m = figures["drills"].get(name)
             row[stack] = (
@@ -232,7 +237,7 @@ def kept_ssh(cluster: Cluster) -> tuple[list[str], dict[str, str]]:
     return ssh, record["nodes"]
 
 
-def bench_idle(scratch: Path, minutes: float, advert_ms: int) -> dict:
+def bench_idle(scratch: Path, minutes: float, advert_ms: int) -> dict[str, Any]:
     """keepalived's cluster left alone for `minutes`: every VRRP state change after it was ready
     (a backup that became master while the master ran is a false failover)."""
     config = stack_config(scratch, "keepalived", advert_ms=advert_ms)
@@ -258,7 +263,8 @@ def bench_idle(scratch: Path, minutes: float, advert_ms: int) -> dict:
         ssh, nodes = kept_ssh(Cluster())
 
         def on(node: str, command: str) -> str:
-            return run([*ssh, nodes[node], command], text=True).stdout
+            out: str = run([*ssh, nodes[node], command], text=True).stdout
+            return out
 
         balancers = [n.name for n in Cluster().by_role(Role.loadbalancer)]
         started = {name: float(on(name, "date +%s.%N")) for name in balancers}  # each node's own clock
@@ -283,10 +289,10 @@ def bench_idle(scratch: Path, minutes: float, advert_ms: int) -> dict:
     }
 
 
-def bench_deploy(work: Path) -> dict:
+def bench_deploy(work: Path) -> dict[str, Any]:
     """Whole-disk assembly and artefact sizes from the manifests, boot figures from tests/integration/test_deploy.py."""
     figures = json.loads((work / "deploy-figures.json").read_text())
-    manifests = {
+    manifests: dict[str, Manifest] = {
         role: json.loads((work / "images" / DEFAULT_RELEASE / role / "manifest.json").read_text())
         for role in ("loadbalancer", "webserver")
     }
@@ -300,7 +306,8 @@ def bench_deploy(work: Path) -> dict:
             role: m["artefacts"]["disk-qcow2"]["virtual_bytes"] for role, m in manifests.items()
         },
         **figures,
-        "note": "boot-to-ready = QEMU start until cloud-init's final message and SSH; TCG, two VMs at a time for firmware, one for PXE",
+        "note": "boot-to-ready = QEMU start until cloud-init's final message and SSH; TCG, two VMs at a time for "
+        "firmware, one for PXE",
     }
 
 

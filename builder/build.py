@@ -13,14 +13,14 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, TypedDict
+from typing import TypedDict
 
 from imgbuild import ui
 from imgbuild.builder import dib, imagefs, mirror, preflight, wholedisk
 from imgbuild.builder.cache import dib_cache_dir, image_key
 from imgbuild.builder.elements import role_elements
 from imgbuild.builder.mirror import Mirrors
-from imgbuild.builder.openstack import image_properties
+from imgbuild.builder.openstack import GlanceImage, image_properties
 from imgbuild.model import Build, Cluster, OpenStack, Role
 from imgbuild.paths import MANIFEST, SUFFIX, build_log, release_dir, role_dir
 from imgbuild.publish import output_dir, staged
@@ -49,7 +49,7 @@ class Manifest(TypedDict):
     mirrors: dict[str, str]
     artefacts: dict[str, Artefact]  # kind (paths.SUFFIX) -> file
     packages: dict[str, str]  # name -> version, as dpkg lists them in the image
-    openstack: dict[str, Any]
+    openstack: GlanceImage
 
 
 @dataclass(frozen=True)
@@ -62,7 +62,8 @@ class Result:
 def read_manifest(output: Path, role: Role) -> Manifest | None:
     path = role_dir(output, role) / MANIFEST
     try:
-        return json.loads(path.read_text())
+        manifest: Manifest = json.loads(path.read_text())
+        return manifest
     except (FileNotFoundError, json.JSONDecodeError):
         return None
 
@@ -119,7 +120,7 @@ def _whole_disk(stem: Path, build: Build, work: Path) -> int:
 
 def _collect(stem: Path, dest: Path, role: Role, build: Build) -> dict[str, Artefact]:
     """Move the outputs (dib's, its element hooks', the whole disk) into dest under stable names."""
-    entries = {}
+    entries: dict[str, Artefact] = {}
     for kind in _wanted(build):
         target = dest / f"{role.value}.{SUFFIX[kind]}"
         stem.with_suffix(f".{SUFFIX[kind]}").rename(target)
@@ -128,12 +129,12 @@ def _collect(stem: Path, dest: Path, role: Role, build: Build) -> dict[str, Arte
     return entries
 
 
-def _openstack(manifest: Manifest, openstack: OpenStack) -> dict[str, Any]:
+def _openstack(role: Role, release: str, artefacts: dict[str, Artefact], openstack: OpenStack) -> GlanceImage:
     """The Glance properties of the role's whole disk (qcow2 when built, else raw)."""
-    kind = "disk-qcow2" if "disk-qcow2" in manifest["artefacts"] else "disk-raw"
-    disk = manifest["artefacts"][kind]
-    glance = image_properties(kind.removeprefix("disk-"), disk["virtual_bytes"], manifest["release"], openstack)
-    return {"name": f"imgbuild-{manifest['role']}", "artefact": kind, "file": disk["file"], **glance}
+    kind = "disk-qcow2" if "disk-qcow2" in artefacts else "disk-raw"
+    disk = artefacts[kind]
+    glance = image_properties(kind.removeprefix("disk-"), disk["virtual_bytes"], release, openstack)
+    return {"name": f"imgbuild-{role.value}", "artefact": kind, "file": disk["file"], **glance}
 
 
 def _write_manifest(directory: Path, manifest: Manifest) -> None:
@@ -147,15 +148,15 @@ def build_role(
     build: Build,
     mirrors: Mirrors,
     output: Path,
+    openstack: OpenStack,
     force: bool = False,
-    openstack: OpenStack = OpenStack(),
     on_phase: Callable[[str], None] = lambda _: None,
 ) -> Result:
     """Build (or reuse) the image of one role under output/<role>/."""
     key = image_key(role, build, mirrors, dib.dib_version())
     if not force and (hit := _cache_hit(output, role, key)):
         # Glance properties are not image inputs: a changed min_ram rewrites the manifest only.
-        if hit.get("openstack") != (fresh := _openstack(hit, openstack)):
+        if hit.get("openstack") != (fresh := _openstack(role, hit["release"], hit["artefacts"], openstack)):
             hit["openstack"] = fresh
             _write_manifest(role_dir(output, role), hit)
         return Result(hit, cached=True, log=None)
@@ -204,9 +205,8 @@ def build_role(
                     "mirrors": {"main": mirrors.main, "security": mirrors.security},
                     "artefacts": artefacts,
                     "packages": packages,
-                    "openstack": {},  # below: the Glance properties are worked out from the rest
+                    "openstack": _openstack(role, build.release, artefacts, openstack),
                 }
-                manifest["openstack"] = _openstack(manifest, openstack)
                 _write_manifest(final, manifest)
                 shutil.rmtree(work / "dib")
             return Result(manifest, cached=False, log=log)
@@ -227,7 +227,7 @@ def build_roles(
     with ThreadPoolExecutor(max_workers=len(roles)) as pool:
         futures = {
             role: pool.submit(
-                build_role, role, build, mirrors, output, force, openstack, functools.partial(on_phase, role)
+                build_role, role, build, mirrors, output, openstack, force, functools.partial(on_phase, role)
             )
             for role in roles
         }

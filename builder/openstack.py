@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import shlex
+from typing import TypedDict
 
 from imgbuild.model import OpenStack
 
@@ -11,7 +12,25 @@ RELEASE_VERSION = {"bookworm": "12", "trixie": "13"}
 GIB = 1 << 30
 
 
-def image_properties(disk_format: str, virtual_bytes: int, release: str, openstack: OpenStack) -> dict:
+class Glance(TypedDict):
+    """An image's Glance fields and properties, as `openstack image create` takes them."""
+
+    disk_format: str
+    container_format: str
+    min_disk: int
+    min_ram: int
+    properties: dict[str, str]
+
+
+class GlanceImage(Glance):
+    """Glance for the whole disk of a role, as manifest.json records it."""
+
+    name: str
+    artefact: str  # kind (paths.SUFFIX) of the disk it describes
+    file: str
+
+
+def image_properties(disk_format: str, virtual_bytes: int, release: str, openstack: OpenStack) -> Glance:
     """What Glance needs to know to boot the disk right: formats, firmware, OS and minimum flavour."""
     properties = {
         "hw_firmware_type": openstack.firmware,
@@ -32,7 +51,7 @@ def image_properties(disk_format: str, virtual_bytes: int, release: str, opensta
     }
 
 
-def image_create_args(name: str, file: str, glance: dict) -> list[str]:
+def image_create_args(name: str, file: str, glance: Glance) -> list[str]:
     args = [
         "openstack",
         "image",
@@ -51,5 +70,5 @@ def image_create_args(name: str, file: str, glance: dict) -> list[str]:
     return [*args, "--file", file, name]
 
 
-def image_create_line(name: str, file: str, glance: dict) -> str:
+def image_create_line(name: str, file: str, glance: Glance) -> str:
     return shlex.join(image_create_args(name, file, glance))

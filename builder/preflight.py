@@ -43,9 +43,9 @@ def require_tools(tools: dict[str, str], files: dict[str, str] | None = None) ->
     """Every tool on PATH and every file present; else one line naming the packages to install."""
     path = tool_path() + os.pathsep + "/usr/sbin:/sbin"
     missing = {pkg for tool, pkg in tools.items() if shutil.which(tool, path=path) is None}
-    missing = sorted(missing | {pkg for file, pkg in (files or {}).items() if not Path(file).is_file()})
+    missing |= {pkg for file, pkg in (files or {}).items() if not Path(file).is_file()}
     if missing:
-        raise UserError(f"missing host tools; install them with: apt-get install {' '.join(missing)}")
+        raise UserError(f"missing host tools; install them with: apt-get install {' '.join(sorted(missing))}")
 
 
 def require_root() -> None:

@@ -18,6 +18,7 @@ from __future__ import annotations
 import os
 import shutil
 from pathlib import Path
+from typing import Any
 
 from imgbuild.bootargs import pxe_cmdline
 from imgbuild.cloudinit.seeds import NOCLOUD_FILES
@@ -104,7 +105,7 @@ def _write(path: Path, text: str) -> None:
         f.write(text)
 
 
-def write_tree(cluster: Cluster, output: Path, seeds: Path, out: Path) -> dict:
+def write_tree(cluster: Cluster, output: Path, seeds: Path, out: Path) -> dict[str, Any]:
     """Write the tree to out (published atomically) from the images of the cluster's release under
     output; what it holds, for --json."""
     images = release_dir(output, cluster.build.release)

@@ -138,15 +138,15 @@ def _bios_boot(core: bytes, lay: Layout) -> tuple[bytes, bytes]:
     """boot.img for the MBR and core.img for the BIOS boot partition, pointed at each other."""
     if len(core) > lay.bios.size:
         raise RuntimeError(f"GRUB core image is {len(core)} bytes, larger than the BIOS boot partition")
-    core = bytearray(core)
-    sectors = -(-len(core) // SECTOR)
-    _start, length = struct.unpack_from("<QH", core, BLOCKLIST)
+    image = bytearray(core)
+    sectors = -(-len(image) // SECTOR)
+    _start, length = struct.unpack_from("<QH", image, BLOCKLIST)
     assert length == sectors - 1, "grub-mkimage wrote an unexpected diskboot blocklist"
-    struct.pack_into("<Q", core, BLOCKLIST, lay.bios.lba + 1)
+    struct.pack_into("<Q", image, BLOCKLIST, lay.bios.lba + 1)
     boot = bytearray((GRUB_DIR / "i386-pc" / "boot.img").read_bytes())
     struct.pack_into("<Q", boot, BOOT_KERNEL_SECTOR, lay.bios.lba)
     boot[BOOT_DRIVE_CHECK : BOOT_DRIVE_CHECK + 2] = b"\x90\x90"
-    return bytes(boot[:MBR_CODE_BYTES]), bytes(core)
+    return bytes(boot[:MBR_CODE_BYTES]), bytes(image)
 
 
 def assemble(root_fs: Path, disk: Path, work: Path) -> Layout:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from importlib import resources
+from typing import Any
 
 import jinja2
 import yaml
@@ -52,14 +53,14 @@ def _env() -> jinja2.Environment:
 
 
 def hash_password(password: str) -> str:
-    return sha512_crypt.hash(password)
+    return str(sha512_crypt.hash(password))
 
 
 def instance_id(cluster: Cluster, node: Node) -> str:
     return f"iid-{cluster.name}-{node.name}"
 
 
-def _context(cluster: Cluster, node: Node) -> dict:
+def _context(cluster: Cluster, node: Node) -> dict[str, Any]:
     return {
         "cluster": cluster,
         "node": node,
@@ -72,7 +73,7 @@ def _context(cluster: Cluster, node: Node) -> dict:
     }
 
 
-def node_files(cluster: Cluster, node: Node, secrets: Secrets) -> list[dict]:
+def node_files(cluster: Cluster, node: Node, secrets: Secrets) -> list[dict[str, str]]:
     """Files the node's user-data writes: path, octal mode, content."""
     env, ctx = _env(), _context(cluster, node)
 

@@ -179,7 +179,8 @@ def pxe(
         with pxeserve.serving(cluster, tree, interface) as url:
             dhcp = f", DHCP and TFTP on {interface} to the cluster's MACs only" if interface else ""
             ui.err.print(
-                f"serving {tree}/ at {url}/ to anyone on the segment, seeds/<node>/ only to that node's address{dhcp}; Ctrl-C stops"
+                f"serving {tree}/ at {url}/ to anyone on the segment, seeds/<node>/ only to that node's "
+                f"address{dhcp}; Ctrl-C stops"
             )
             signal.pause()
 
@@ -203,7 +204,8 @@ def openstack_args(
     manifest = builder.read_manifest(images, r)
     if manifest is None or "openstack" not in manifest:
         raise UserError(
-            f"no {chosen} whole-disk image for {r.value} in {output}; run `imgbuild build --role {r.value} --release {chosen} --output {output}`"
+            f"no {chosen} whole-disk image for {r.value} in {output}; run `imgbuild build --role {r.value} --release "
+            f"{chosen} --output {output}`"
         )
     glance = manifest["openstack"]
     file = str(paths.role_dir(images, r) / glance["file"])
@@ -306,9 +308,10 @@ def main() -> None:
     except Exception as exc:
         # A bad option or argument (click's usage errors): one line, as for every other user error,
         # instead of a usage block and a framed message.
-        if not (hasattr(exc, "format_message") and isinstance(getattr(exc, "exit_code", None), int)):
+        message, exit_code = getattr(exc, "format_message", None), getattr(exc, "exit_code", None)
+        if not (callable(message) and isinstance(exit_code, int)):
             raise
         command = getattr(getattr(exc, "ctx", None), "command_path", "imgbuild")
-        ui.error(f"{exc.format_message().rstrip('.')}; see `{command} --help`")
-        sys.exit(exc.exit_code)
+        ui.error(f"{str(message()).rstrip('.')}; see `{command} --help`")
+        sys.exit(exit_code)
     sys.exit(code if isinstance(code, int) else 0)

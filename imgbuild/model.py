@@ -14,7 +14,7 @@ import tomllib
 from enum import StrEnum
 from importlib import resources
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import (
     AfterValidator,
@@ -190,8 +190,8 @@ class Network(Strict):
     )
     gateway: ipaddress.IPv4Address | None = Field(
         None,
-        description="Default route; with heartbeat the balancers also ping it (a ping node), and ipfail moves the VIP away "
-        "from a balancer that loses it while its peer does not.",
+        description="Default route; with heartbeat the balancers also ping it (a ping node), and ipfail moves the "
+        "VIP away from a balancer that loses it while its peer does not.",
         examples=["192.168.0.1"],
     )
     vip: ipaddress.IPv4Address = Field(
@@ -218,13 +218,13 @@ class Balancer(Strict):
     scheduler: Literal[ALL_SCHEDULERS] = Field(  # type: ignore[valid-type]
         "rr",
         description=f"IPVS scheduler: {' '.join(SCHEDULERS['bookworm'])}; trixie also twos. verify expects: rr, wrr an "
-        "equal share per web server; sh, mh, dh, lblc, lblcr, fo (and any scheduler with persistence) one client on one "
-        "server; the others (by active connections) every web server under concurrent connections.",
+        "equal share per web server; sh, mh, dh, lblc, lblcr, fo (and any scheduler with persistence) one client on "
+        "one server; the others (by active connections) every web server under concurrent connections.",
     )
     check_page: str = Field(
         "ldirector.html",
-        description="Health check: GET /<check_page> must contain check_receive. The page must be one the webserver image "
-        "serves (elements/imgbuild-webserver/static/var/www/html).",
+        description="Health check: GET /<check_page> must contain check_receive. The page must be one the webserver "
+        "image serves (elements/imgbuild-webserver/static/var/www/html).",
     )
     check_receive: str = Field(
         "Test Page",
@@ -265,11 +265,13 @@ class Balancer(Strict):
         pages = served_pages()
         if self.check_page not in pages:
             raise ValueError(
-                f"check_page {self.check_page!r} is not served by the webserver image; it serves {', '.join(sorted(pages))}"
+                f"check_page {self.check_page!r} is not served by the webserver image; it serves "
+                f"{', '.join(sorted(pages))}"
             )
         if self.check_receive not in pages[self.check_page]:
             raise ValueError(
-                f"check_receive {self.check_receive!r} is not in {self.check_page}; the web servers would all fail their check"
+                f"check_receive {self.check_receive!r} is not in {self.check_page}; the web servers would all fail "
+                "their check"
             )
         return self
 
@@ -316,7 +318,8 @@ class Heartbeat(Strict):
         ["bcast"],
         min_length=1,
         max_length=3,
-        description='Any of "bcast", "mcast", "ucast", each once: heartbeats go out by every one listed, on every path.',
+        description='Any of "bcast", "mcast", "ucast", each once: heartbeats go out by every one listed, on every '
+        "path.",
     )
     mcast_group: ipaddress.IPv4Address = Field(
         ipaddress.IPv4Address("225.0.0.1"), description="The mcast transport's group."
@@ -356,9 +359,9 @@ class Ha(Strict):
 
     stack: Literal["heartbeat", "keepalived"] = Field(
         "heartbeat",
-        description='"heartbeat": the reference cluster\'s heartbeat v1 with ldirectord ([heartbeat]). "keepalived": VRRPv3 '
-        "for the VIP, keepalived's own HTTP check of check_page for check_receive, the connection sync following the "
-        "VRRP state ([keepalived]).",
+        description='"heartbeat": the reference cluster\'s heartbeat v1 with ldirectord ([heartbeat]). "keepalived": '
+        "VRRPv3 for the VIP, keepalived's own HTTP check of check_page for check_receive, the connection sync "
+        "following the VRRP state ([keepalived]).",
     )
 
 
@@ -407,7 +410,8 @@ class Admin(Strict):
     ssh_keys: list[Annotated[str, StringConstraints(max_length=16384)]] = Field(
         [],
         max_length=32,
-        description="OpenSSH public key lines; without any, imgbuild generates a per-cluster key pair in its state directory.",
+        description="OpenSSH public key lines; without any, imgbuild generates a per-cluster key pair in its state "
+        "directory.",
     )
     password: Annotated[str, StringConstraints(min_length=8, max_length=256), AfterValidator(_plain_text)] | None = (
         Field(
@@ -467,7 +471,8 @@ class Build(Strict):
     disk_formats: list[Literal["qcow2", "raw"]] = Field(
         ["qcow2"],
         min_length=1,
-        description="Formats of the whole-disk image (<role>.disk.*: partitioned, boots under BIOS and UEFI) for OpenStack "
+        description="Formats of the whole-disk image (<role>.disk.*: partitioned, boots under BIOS and UEFI) for "
+        "OpenStack "
         "and bare metal.",
     )
 
@@ -532,7 +537,7 @@ class Cluster(Strict):
         net = self.network
         names = [n.name for n in self.nodes]
         addresses = [n.address for n in self.nodes]
-        for seen, what in ((names, "name"), (addresses, "address")):
+        for seen, what in ((names, "name"), ([str(a) for a in addresses], "address")):
             dupes = sorted({str(x) for x in seen if seen.count(x) > 1})
             if dupes:
                 raise ValueError(f"duplicate node {what}: {', '.join(dupes)}")
@@ -547,11 +552,13 @@ class Cluster(Strict):
             raise ValueError(f"network.vip {net.vip} is also a node address")
         if net.gateway is not None and (net.gateway not in net.subnet or net.gateway in free):
             raise ValueError(
-                f"network.gateway {net.gateway} must be a free host address of {net.subnet} (not a node's, the VIP or the network/broadcast address)"
+                f"network.gateway {net.gateway} must be a free host address of {net.subnet} (not a node's, the VIP "
+                "or the network/broadcast address)"
             )
         if (balancers := len(self.by_role(Role.loadbalancer))) != 2:
             raise ValueError(
-                f"imgbuild supports exactly two loadbalancer nodes (an active director and its standby), not {balancers}"
+                "imgbuild supports exactly two loadbalancer nodes (an active director and its standby), not "
+                f"{balancers}"
             )
         if not self.by_role(Role.webserver):
             raise ValueError("the cluster needs at least one webserver node")
@@ -559,7 +566,8 @@ class Cluster(Strict):
             self.pxe.server not in net.subnet or self.pxe.server in (*free, net.gateway)
         ):
             raise ValueError(
-                f"pxe.server {self.pxe.server} must be a free host address of {net.subnet} (not a node's, the VIP, the gateway or the network/broadcast address)"
+                f"pxe.server {self.pxe.server} must be a free host address of {net.subnet} (not a node's, the VIP, "
+                "the gateway or the network/broadcast address)"
             )
         link = self.heartbeat.link
         if link.enabled:
@@ -582,7 +590,8 @@ class Cluster(Strict):
         if scheduler not in SCHEDULERS[release]:
             needs = [r for r in RELEASES if scheduler in SCHEDULERS[r]]
             raise ValueError(
-                f"balancer.scheduler {scheduler!r} is not in {release}'s kernel; use build.release = {needs[0]!r} or one of {', '.join(SCHEDULERS[release])}"
+                f"balancer.scheduler {scheduler!r} is not in {release}'s kernel; use build.release = {needs[0]!r} or "
+                f"one of {', '.join(SCHEDULERS[release])}"
             )
         return self
 
@@ -670,7 +679,7 @@ def _plain(value: object, where: str, source: str, depth: int = 0) -> None:
         raise ConfigError(f"{source}: {where}: a date or time is not valid here")
 
 
-def parse(data: dict, source: str = "config") -> Cluster:
+def parse(data: dict[str, Any], source: str = "config") -> Cluster:
     """Validate a decoded description strictly: "80" is not a port and "yes" not a boolean.
 
     Validated as JSON so that addresses and roles may be written as strings while numbers

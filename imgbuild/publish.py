@@ -31,7 +31,8 @@ def output_dir(path: Path, private: bool = False) -> Path:
     a symlink (a `seeds` link to /etc once made root chmod /etc 0700); private: 0700, ours."""
     if path.is_symlink() or (path.exists() and not path.is_dir()):
         raise UserError(
-            f"{path} is a symlink or not a directory; imgbuild writes only into real directories: remove it or pass another path"
+            f"{path} is a symlink or not a directory; imgbuild writes only into real directories: remove it or pass "
+            "another path"
         )
     if private:
         path.parent.mkdir(parents=True, exist_ok=True)

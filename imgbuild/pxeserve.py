@@ -7,6 +7,7 @@ HTTP boot script, plain PXE ROMs a chain loader over TFTP first.
 from __future__ import annotations
 
 import functools
+import io
 import os
 import shutil
 import subprocess
@@ -17,6 +18,7 @@ from contextlib import contextmanager
 from http import HTTPStatus
 from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+from typing import BinaryIO, ClassVar
 
 from imgbuild import ui
 from imgbuild.errors import UserError
@@ -29,13 +31,13 @@ class TreeHandler(SimpleHTTPRequestHandler):
     """The PXE tree, file by file: no directory listings, and a node's seed (its user-data holds
     the heartbeat secret and the password hash) only to that node's own address."""
 
-    seed_owners: dict[str, str] = {}  # node name -> the only client address its seed goes to
+    seed_owners: ClassVar[dict[str, str]] = {}  # node name -> the only client address its seed goes to
 
     def list_directory(self, path: str | os.PathLike[str]) -> None:
         self.send_error(HTTPStatus.NOT_FOUND, "no directory listings")
         return None
 
-    def send_head(self) -> object:
+    def send_head(self) -> io.BytesIO | BinaryIO | None:
         # decided on the file the request resolves to: "//seeds", "%73eeds" and "./" lead there too
         parts = Path(os.path.relpath(self.translate_path(self.path), self.directory)).parts
         if parts[:1] == ("seeds",) and (len(parts) < 2 or self.seed_owners.get(parts[1]) != self.client_address[0]):

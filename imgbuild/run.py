@@ -75,7 +75,9 @@ def run(
     argv = [str(c) for c in cmd]
     started = time.monotonic()
     try:
-        result = subprocess.run(argv, input=input, text=text, capture_output=True, timeout=timeout, env=env)
+        result = subprocess.run(
+            argv, input=input, text=text, capture_output=True, timeout=timeout, env=env, check=False
+        )
     except FileNotFoundError:
         _record(f"$ {shlex.join(argv)}: not found")
         raise _missing(argv, hint) from None

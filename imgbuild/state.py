@@ -41,7 +41,8 @@ def private_dir(path: Path) -> Path:
         raise UserError(f"{path} is a symlink or not a directory; remove it so imgbuild can make its own")
     if info.st_uid != os.geteuid() or info.st_mode & 0o022:
         raise UserError(
-            f"{path} belongs to uid {info.st_uid} or is writable by others; remove it, or chown it to yourself and chmod 700"
+            f"{path} belongs to uid {info.st_uid} or is writable by others; remove it, or chown it to yourself and "
+            "chmod 700"
         )
     if info.st_mode & 0o077:
         os.chmod(path, 0o700)  # ours: tighten, as every run always has
@@ -104,7 +105,8 @@ def authkeys_secret(cluster_name: str) -> str:
         secret = read_private(path).strip()
     if not re.fullmatch(f"[0-9a-f]{{{2 * SECRET_BYTES},}}", secret):
         raise UserError(
-            f"{path} is not a secret of {SECRET_BYTES} hex bytes or more; delete it to make a new one, then re-seed every balancer"
+            f"{path} is not a secret of {SECRET_BYTES} hex bytes or more; delete it to make a new one, then re-seed "
+            "every balancer"
         )
     return secret
 
@@ -120,8 +122,8 @@ def admin_key(cluster_name: str) -> tuple[Path, str]:
             private = key.private_bytes(
                 serialization.Encoding.PEM, serialization.PrivateFormat.OpenSSH, serialization.NoEncryption()
             )
-            line = key.public_key().public_bytes(serialization.Encoding.OpenSSH, serialization.PublicFormat.OpenSSH)
-            write_private(public, line + f" imgbuild-{cluster_name}\n".encode())
+            openssh = key.public_key().public_bytes(serialization.Encoding.OpenSSH, serialization.PublicFormat.OpenSSH)
+            write_private(public, openssh + f" imgbuild-{cluster_name}\n".encode())
             write_private(path, private)  # last: a key file present means its .pub is too
         line = read_private(public).strip()
         read_private(path)  # the private key is ours and private as well

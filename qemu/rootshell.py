@@ -34,7 +34,8 @@ class RootShell:
         """
         token = secrets.token_hex(8)
         self._channel.sendall(
-            f"( {command}\n) </dev/null 2>{_STDERR}; printf '\\n%s %d\\n' {token} $?; cat {_STDERR}; printf '\\n%s\\n' {token}\n".encode()
+            f"( {command}\n) </dev/null 2>{_STDERR}; printf '\\n%s %d\\n' {token} $?; cat {_STDERR}; printf "
+            f"'\\n%s\\n' {token}\n".encode()
         )
         status_mark, end_mark = f"\n{token} ".encode(), f"\n{token}\n".encode()
         deadline = time.monotonic() + timeout

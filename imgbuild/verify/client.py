@@ -102,7 +102,7 @@ def failures_after(
     """The new connections started between moment and until that failed, as "+0.35 s: why"."""
     return [
         f"+{r[0] - moment:.2f} s: {r[3]}"
-        for r in sorted(requests)
+        for r in sorted(requests, key=lambda r: float(r[0]))
         if r[4] == channel and moment < r[0] < until and not r[2]
     ]
 
@@ -293,7 +293,8 @@ class Traffic:
                     self.errors[type(err).__name__] += 1
                     self.requests.append((at, time.monotonic() - at, False, None, channel))
                     self.broken += served > 0  # an established connection lost, not a refused new one
-                    conn.close()
+                    if conn is not None:
+                        conn.close()
                     conn = None
                 self._stop.wait(max(0.0, at + self.keepalive_interval - time.monotonic()))
             if conn is not None:

@@ -7,10 +7,12 @@ instance carries the cluster, found by the fixtures in the config stash.
 from __future__ import annotations
 
 import time
+from collections.abc import Callable, Generator
 from pathlib import Path
 from typing import Any
 
 import pytest
+from pluggy import Result
 from testinfra.backend.base import BaseBackend, CommandResult
 from testinfra.host import Host
 
@@ -21,14 +23,15 @@ from imgbuild.run import run
 from imgbuild.verify.client import DOWNLOAD, DOWNLOAD_SIZE
 from imgbuild.verify.cluster import RunningCluster
 
-HA_LOG_COMMAND = "journalctl -b --no-pager -o short-monotonic SYSLOG_FACILITY=16; cat /var/log/ha-log 2>/dev/null"  # local0: either stack
+# Either stack's HA log: both log to local0.
+HA_LOG_COMMAND = "journalctl -b --no-pager -o short-monotonic SYSLOG_FACILITY=16; cat /var/log/ha-log 2>/dev/null"
 _PLUGIN = pytest.StashKey["ClusterPlugin"]()
 _DRILLS_BEFORE = pytest.StashKey[int]()  # how many drills were recorded when a check started
 # fixture -> role of the nodes it is parametrized over (None: every node)
 _NODE_FIXTURES = {"node": None, "host": None, "balancer_host": Role.loadbalancer, "webserver_host": Role.webserver}
 
 
-class MachineBackend(BaseBackend):
+class MachineBackend(BaseBackend):  # type: ignore[misc]  # testinfra has no type information: BaseBackend is Any
     """testinfra over the node's root shell (Machine.run): the checks' commands cost a fork in the
     node instead of an SSH channel, a login shell and sudo each."""
 
@@ -61,7 +64,7 @@ class ClusterPlugin:
         self.measurements: dict[str, Any] = {}
         self.drills: list[dict[str, Any]] = []  # each drill's figures and timeline (imgbuild.verify.drill)
         self.results: list[dict[str, Any]] = []
-        self._hosts: dict[str, Any] = {}
+        self._hosts: dict[str, Host] = {}
 
     def pytest_configure(self, config: pytest.Config) -> None:
         config.stash[_PLUGIN] = self
@@ -95,7 +98,7 @@ class ClusterPlugin:
                 metafunc.parametrize("node_name", [n.name for n in chosen], ids=[n.name for n in chosen], indirect=True)
                 return
 
-    def host_for(self, name: str) -> Any:
+    def host_for(self, name: str) -> Host:
         if name not in self._hosts:
             backend = MachineBackend(self.running.machine(name))
             self._hosts[name] = Host(backend)
@@ -112,7 +115,9 @@ class ClusterPlugin:
         item.stash[_DRILLS_BEFORE] = len(self.drills)
 
     @pytest.hookimpl(hookwrapper=True)
-    def pytest_runtest_makereport(self, item: pytest.Item, call: pytest.CallInfo[None]) -> Any:
+    def pytest_runtest_makereport(
+        self, item: pytest.Item, call: pytest.CallInfo[None]
+    ) -> Generator[None, Result[pytest.TestReport], None]:
         outcome = yield
         rep = outcome.get_result()
         if rep.when == "call":  # each drill of this check: its bound and figures as JUnit properties
@@ -126,7 +131,8 @@ class ClusterPlugin:
                     (f"{drill['name']}.{k}", v) for k, v in drill["figures"].items() if v is not None
                 ]
         if rep.when == "call" or (rep.when == "setup" and rep.outcome != "passed"):
-            detail = rep.longrepr.reprcrash.message if rep.failed and hasattr(rep.longrepr, "reprcrash") else ""
+            # hasattr checks reprcrash; mypy's hasattr narrowing still keeps None and tuple in longrepr's union
+            detail = rep.longrepr.reprcrash.message if rep.failed and hasattr(rep.longrepr, "reprcrash") else ""  # type: ignore[union-attr]
             check = item.nodeid.split("::", 1)[-1]
             self.results.append(
                 {
@@ -147,7 +153,7 @@ class ClusterPlugin:
                 continue
             try:
                 _, log = machine.execute(HA_LOG_COMMAND, timeout=30)
-            except Exception as err:  # a dead node must not hide the check's own failure
+            except Exception as err:  # noqa: BLE001  # whatever the dead node raised must not hide the check's failure
                 log = f"could not read the HA log: {err}"
             (self.report_dir / f"{machine.name}.ha.{int(time.time())}.log").write_text(log)
 
@@ -158,7 +164,8 @@ def _plugin(request: pytest.FixtureRequest) -> ClusterPlugin:
 
 @pytest.fixture
 def node_name(request: pytest.FixtureRequest) -> str:
-    return request.param
+    name: str = request.param  # one of the names pytest_generate_tests parametrizes
+    return name
 
 
 @pytest.fixture(scope="session")
@@ -187,17 +194,17 @@ def node(request: pytest.FixtureRequest, node_name: str) -> Node:
 
 
 @pytest.fixture
-def host(request: pytest.FixtureRequest, node_name: str) -> Any:
+def host(request: pytest.FixtureRequest, node_name: str) -> Host:
     return _plugin(request).host_for(node_name)
 
 
 @pytest.fixture
-def balancer_host(request: pytest.FixtureRequest, node_name: str) -> Any:
+def balancer_host(request: pytest.FixtureRequest, node_name: str) -> Host:
     return _plugin(request).host_for(node_name)
 
 
 @pytest.fixture
-def webserver_host(request: pytest.FixtureRequest, node_name: str) -> Any:
+def webserver_host(request: pytest.FixtureRequest, node_name: str) -> Host:
     return _plugin(request).host_for(node_name)
 
 
@@ -207,7 +214,7 @@ def vip_url(cluster: RunningCluster) -> str:
 
 
 @pytest.fixture
-def client_neighbour() -> Any:
+def client_neighbour() -> Callable[[str], str | None]:
     def lookup(address: str) -> str | None:
         fields = run(["ip", "neigh", "show", address], check=False, text=True).stdout.split()
         return fields[fields.index("lladdr") + 1] if "lladdr" in fields else None

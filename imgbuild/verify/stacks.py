@@ -15,12 +15,12 @@ LDIRECTORD_PID = "/var/run/ldirectord.ldirectord.cf.pid"  # $RUNPID.$CFGNAME.pid
 # ten seconds its Perl start costs per balancer under emulation.
 LDIRECTORD_RUNNING = f"kill -0 $(cat {LDIRECTORD_PID}) && ps -o comm= -p $(cat {LDIRECTORD_PID})"
 # keepalived writes its VRRP state to /tmp/keepalived.data on SIGUSR1, from its VRRP process and
-# not at once: the file is read once it holds the instance's state (bounded, 3 s). `State = MASTER|BACKUP|FAULT`, and on a backup
-# `Master router = <address>` once it has heard the master's adverts.
+# not at once: the file is read once it holds the instance's state (bounded, 3 s).
+# `State = MASTER|BACKUP|FAULT`, and on a backup `Master router = <address>` once it has heard the master's adverts.
 VRRP_DUMP = (
     "rm -f /tmp/keepalived.data; kill -USR1 $(cat /run/keepalived.pid) && for i in $(seq 30); do"
-    " grep -qE '^ *State = (INIT|BACKUP|MASTER|FAULT|STOP)$' /tmp/keepalived.data 2>/dev/null && break; sleep 0.1; done;"
-    " sleep 0.2; cat /tmp/keepalived.data"
+    " grep -qE '^ *State = (INIT|BACKUP|MASTER|FAULT|STOP)$' /tmp/keepalived.data 2>/dev/null && break; sleep 0.1;"
+    " done; sleep 0.2; cat /tmp/keepalived.data"
 )
 
 
@@ -33,7 +33,10 @@ class Stack:
         """Shell test on a balancer: its director has taken the virtual service up."""
         if self.name == "heartbeat":
             return LDIRECTORD_RUNNING
-        return f"systemctl is-active --quiet keepalived && ipvsadm -L -n -t {cluster.network.vip}:{cluster.balancer.port} >/dev/null"
+        return (
+            "systemctl is-active --quiet keepalived && ipvsadm -L -n -t "
+            f"{cluster.network.vip}:{cluster.balancer.port} >/dev/null"
+        )
 
     def hears(self, peer: Node) -> str:
         """Shell test on a standby: it hears peer as the node that serves (and would not take over)."""

@@ -18,12 +18,17 @@ import re
 import threading
 import time
 from collections import Counter
+from collections.abc import Callable, Iterable, Iterator
+from typing import Any
 
 import pytest
+from testinfra.host import Host
 
 from imgbuild.builder.elements import arp_sysctls
-from imgbuild.model import Role, ipvs_modules
+from imgbuild.model import Balancer, Network, Node, Role, ipvs_modules
+from imgbuild.qemu.machine import Machine
 from imgbuild.verify.client import failures_after, held, who_answers
+from imgbuild.verify.cluster import RunningCluster
 from imgbuild.verify.drill import Drill, drill, until
 from imgbuild.verify.readiness import finished_booting, is_ready
 from imgbuild.verify.schedulers import spread_of
@@ -51,16 +56,16 @@ LEAD_S = 3.5
 RELEASE_PENDING = "systemctl is-active --quiet imgbuild-vip-release.service"
 
 
-def holds_vip(machine, vip: str, iface: str) -> bool:
+def holds_vip(machine: Machine, vip: str, iface: str) -> bool:
     return f"inet {vip}/" in machine.succeed(f"ip -4 -o addr show dev {iface}")
 
 
-def vip_holders(cluster) -> list:
+def vip_holders(cluster: RunningCluster) -> list[Machine]:
     net = cluster.model.network
     return [m for m in cluster.role(Role.loadbalancer) if holds_vip(m, str(net.vip), net.interface)]
 
 
-def active_balancer(cluster, settle: float = 90.0):
+def active_balancer(cluster: RunningCluster, settle: float = 90.0) -> Machine:
     """The balancer holding the VIP and running its director. Right after boot heartbeat may still be
     negotiating (initdead, then the resource start), so wait a bounded while for a first holder and
     the end of its resource start (ldirectord comes last); two holders fail at once."""
@@ -79,34 +84,34 @@ def active_balancer(cluster, settle: float = 90.0):
     return holders[0]
 
 
-def scheduled(net, lb, servers) -> str:
+def scheduled(net: Network, lb: Balancer, servers: Iterable[Node]) -> str:
     """Shell test: every one of servers is in the virtual service, in route mode, with weight."""
     return " && ".join(
         f"ipvsadm -L -n -t {net.vip}:{lb.port} | grep -qE '{s.address}:{lb.port} +Route +[1-9]'" for s in servers
     )
 
 
-def check_bound(lb) -> float:
+def check_bound(lb: Balancer) -> float:
     """Seconds until ldirectord has taken a failed real server out (see CHECK_ROUND_S)."""
     return lb.check_interval + lb.check_timeout + CHECK_ROUND_S
 
 
-def vip_here(net) -> str:
+def vip_here(net: Network) -> str:
     """Shell condition: this node holds the VIP (holds_vip, for polling inside a node)."""
     return f"{{ ip -4 -o addr show dev {net.interface} | grep -qF ' inet {net.vip}/'; }}"
 
 
-def hears(cluster, peer) -> str:
+def hears(cluster: RunningCluster, peer: Machine) -> str:
     """Shell test on a standby: its HA stack hears peer serving."""
-    return stack_of(cluster.model).hears(peer)
+    return stack_of(cluster.model).hears(cluster.model.node(peer.name))
 
 
-def sync_daemons(machine) -> set[str]:
+def sync_daemons(machine: Machine) -> set[str]:
     """The IPVS connection-sync daemons running on the node: master, backup (either stack)."""
     return set(re.findall(r"^(master|backup) sync daemon", machine.succeed("ipvsadm -L --daemon"), re.M))
 
 
-def heartbeat_restarts(machine) -> int:
+def heartbeat_restarts(machine: Machine) -> int:
     """How often the node's heartbeat restarted itself since boot (it does after a partition)."""
     return int(
         machine.succeed(
@@ -116,7 +121,7 @@ def heartbeat_restarts(machine) -> int:
     )
 
 
-def table_entries_of(machine, failures: list[str]) -> list[str]:
+def table_entries_of(machine: Machine, failures: list[str]) -> list[str]:
     """The director's connection entries of the client ports that failed (see failures_after):
     which real server a recycled port was sent to, and in what state."""
     ports = sorted({m for f in failures for m in re.findall(r"\(port (\d+)\)", f) if m != "0"})
@@ -126,7 +131,7 @@ def table_entries_of(machine, failures: list[str]) -> list[str]:
     return found.splitlines()
 
 
-def real_servers(machine, vip: str, port: int) -> dict[str, tuple[str, int]]:
+def real_servers(machine: Machine, vip: str, port: int) -> dict[str, tuple[str, int]]:
     """address -> (forward method, weight) of the virtual service in `ipvsadm -L -n`."""
     table = machine.succeed(f"ipvsadm -L -n -t {vip}:{port}")
     return {m[0]: (m[1], int(m[2])) for m in re.findall(r"->\s+([\d.]+):\d+\s+(\w+)\s+(\d+)", table)}
@@ -135,17 +140,17 @@ def real_servers(machine, vip: str, port: int) -> dict[str, tuple[str, int]]:
 # -- every node ---------------------------------------------------------------------------------
 
 
-def test_identity(node, host, cluster):
+def test_identity(node: Node, host: Host, cluster: RunningCluster) -> None:
     assert host.run("hostname").stdout.strip() == node.name
     assert str(node.address) in host.interface(cluster.model.network.interface).addresses
 
 
 @pytest.fixture(scope="module")
-def machine_ids(cluster) -> dict[str, str]:
+def machine_ids(cluster: RunningCluster) -> dict[str, str]:
     return {m.name: m.succeed("cat /etc/machine-id").strip() for m in cluster.machines.values()}
 
 
-def test_machine_id_is_the_nodes_own(node, cluster, machine_ids):
+def test_machine_id_is_the_nodes_own(node: Node, cluster: RunningCluster, machine_ids: dict[str, str]) -> None:
     """Made at first boot, so nodes cloned from one image still differ (and systemd did not take
     the boot for a first boot of an unconfigured system, which costs seconds)."""
     assert re.fullmatch(r"[0-9a-f]{32}", machine_ids[node.name]), machine_ids[node.name]
@@ -153,7 +158,7 @@ def test_machine_id_is_the_nodes_own(node, cluster, machine_ids):
     assert "Detected first boot" not in cluster.machine(node).succeed("journalctl -b -o cat _PID=1 | head -50")
 
 
-def test_cloud_init_finished_without_errors(host):
+def test_cloud_init_finished_without_errors(host: Host) -> None:
     """What `cloud-init status` reports, read from the same two files: starting its Python costs
     several seconds per node under emulation."""
     status = json.loads(host.check_output("cat /run/cloud-init/status.json"))["v1"]
@@ -166,7 +171,7 @@ def test_cloud_init_finished_without_errors(host):
     assert errors == [], errors
 
 
-def test_cloud_init_stages_ran_in_one_process(host):
+def test_cloud_init_stages_ran_in_one_process(host: Host) -> None:
     """One process ran every stage: the image's imgbuild-cloud-init.service for cloud-init 22.4
     (bookworm), cloud-init's own cloud-init-main.service from 24.1 on (trixie)."""
     unit = (
@@ -180,7 +185,7 @@ def test_cloud_init_stages_ran_in_one_process(host):
     assert host.check_output(f"systemctl show -P Result {unit}") == "success"
 
 
-def test_no_failed_units(host):
+def test_no_failed_units(host: Host) -> None:
     result = host.run("systemctl --failed --no-legend --plain")
     assert result.rc == 0, f"systemctl --failed could not answer: {result.stderr}"
     assert result.stdout.strip() == "", result.stdout
@@ -189,14 +194,14 @@ def test_no_failed_units(host):
 # -- load balancers -----------------------------------------------------------------------------
 
 
-def test_ipvs_modules_loaded(cluster, balancer_host):
+def test_ipvs_modules_loaded(cluster: RunningCluster, balancer_host: Host) -> None:
     """Every scheduler the model accepts for the release is loaded: the image's list comes from its kernel."""
     loaded = {line.split()[0] for line in balancer_host.run("lsmod").stdout.splitlines()[1:]}
     expected = ipvs_modules(cluster.model.build.release)
     assert expected <= loaded, sorted(expected - loaded)
 
 
-def test_forwarding_sysctls(balancer_host):
+def test_forwarding_sysctls(balancer_host: Host) -> None:
     assert balancer_host.sysctl("net.ipv4.ip_forward") == 1
     # a removed real server is forgotten, and a recycled client port is scheduled anew (drill f)
     assert balancer_host.sysctl("net.ipv4.vs.expire_nodest_conn") == 1
@@ -204,7 +209,7 @@ def test_forwarding_sysctls(balancer_host):
 
 
 @pytest.mark.stack("heartbeat")
-def test_heartbeat_daemons(balancer_host):
+def test_heartbeat_daemons(balancer_host: Host) -> None:
     assert balancer_host.service("heartbeat").is_running
     assert not balancer_host.service("keepalived").is_running
     # the watches of the notes on the seed: sync daemon restarted, VIP yielded after a partition
@@ -218,7 +223,7 @@ def test_heartbeat_daemons(balancer_host):
 
 
 @pytest.mark.stack("keepalived")
-def test_keepalived_daemons(balancer_host):
+def test_keepalived_daemons(balancer_host: Host) -> None:
     """keepalived alone: heartbeat and the watches of its resource group stay inert (no ha.cf);
     lvs-sync-watch serves both stacks."""
     assert balancer_host.service("keepalived").is_running
@@ -230,12 +235,12 @@ def test_keepalived_daemons(balancer_host):
 
 
 @pytest.mark.stack("heartbeat")
-def test_ipfail_running(balancer_host):
+def test_ipfail_running(balancer_host: Host) -> None:
     assert balancer_host.process.filter(comm="ipfail"), "ipfail is not running"
 
 
 @pytest.mark.stack("keepalived")
-def test_vrrp_states(cluster):
+def test_vrrp_states(cluster: RunningCluster) -> None:
     """The VIP holder is VRRP master, the other a backup that hears it (the counterpart of ipfail
     and heartbeat's membership)."""
     active = active_balancer(cluster)
@@ -248,7 +253,7 @@ def test_vrrp_states(cluster):
             assert machine.execute(hears(cluster, active))[0] == 0, dump
 
 
-def test_vip_on_exactly_one_balancer(cluster):
+def test_vip_on_exactly_one_balancer(cluster: RunningCluster) -> None:
     """Exactly one holder (active_balancer). heartbeat gives the VIP to the node haresources names,
     the first balancer; keepalived with nopreempt (auto_failback off) to whichever balancer's VRRP
     came up first, since neither takes it from the other afterwards."""
@@ -258,7 +263,7 @@ def test_vip_on_exactly_one_balancer(cluster):
 
 
 @pytest.mark.stack("heartbeat")
-def test_ldirectord_only_on_active(cluster):
+def test_ldirectord_only_on_active(cluster: RunningCluster) -> None:
     """ldirectord runs on the balancer that holds the VIP and on no other."""
     active = active_balancer(cluster)
     for machine in cluster.role(Role.loadbalancer):
@@ -270,7 +275,7 @@ def test_ldirectord_only_on_active(cluster):
 
 
 @pytest.mark.stack("keepalived")
-def test_virtual_server_on_both_balancers(cluster):
+def test_virtual_server_on_both_balancers(cluster: RunningCluster) -> None:
     """keepalived's checker keeps the virtual server on the standby too: a takeover moves the VIP only."""
     net, lb = cluster.model.network, cluster.model.balancer
     for machine in cluster.role(Role.loadbalancer):
@@ -278,7 +283,7 @@ def test_virtual_server_on_both_balancers(cluster):
         assert {str(w.address) for w in cluster.model.by_role(Role.webserver)} <= set(reals), (machine.name, reals)
 
 
-def test_ipvs_table(cluster):
+def test_ipvs_table(cluster: RunningCluster) -> None:
     net, lb = cluster.model.network, cluster.model.balancer
     active = active_balancer(cluster)
     table = active.wait_until_succeeds(f"ipvsadm -L -n -t {net.vip}:{lb.port}", timeout=30)
@@ -290,7 +295,7 @@ def test_ipvs_table(cluster):
 
 
 @pytest.mark.stack("heartbeat")
-def test_ha_messages_reach_the_journal(cluster):
+def test_ha_messages_reach_the_journal(cluster: RunningCluster) -> None:
     """logfacility/logfile local0: heartbeat and ldirectord messages are kept on the node."""
     active = active_balancer(cluster)
     # LVSDirector loads the table first, so ldirectord's start adopts ("Changed") the virtual server.
@@ -305,7 +310,7 @@ def test_ha_messages_reach_the_journal(cluster):
 
 
 @pytest.mark.stack("keepalived")
-def test_vrrp_messages_reach_the_journal(cluster):
+def test_vrrp_messages_reach_the_journal(cluster: RunningCluster) -> None:
     """keepalived logs to local0 as heartbeat does: the takeover and the checker's verdicts are kept."""
     active = active_balancer(cluster)
     log = active.succeed("journalctl -b --no-pager -o cat SYSLOG_FACILITY=16")
@@ -316,7 +321,7 @@ def test_vrrp_messages_reach_the_journal(cluster):
         ]
 
 
-def test_connection_sync_roles(cluster):
+def test_connection_sync_roles(cluster: RunningCluster) -> None:
     """As the seed checks: master sync daemon on the active balancer, only the backup on the standby."""
     active = active_balancer(cluster)
     for machine in cluster.role(Role.loadbalancer):
@@ -330,7 +335,9 @@ def test_connection_sync_roles(cluster):
 # -- the client's view --------------------------------------------------------------------------
 
 
-def test_vip_answered_by_active_balancer_only(cluster, client_neighbour, vip_url):
+def test_vip_answered_by_active_balancer_only(
+    cluster: RunningCluster, client_neighbour: Callable[[str], str | None], vip_url: str
+) -> None:
     """ARP for the VIP resolves to the active balancer's NIC, never to a web server's."""
     assert who_answers(vip_url) is not None
     mac = client_neighbour(str(cluster.model.network.vip))
@@ -338,7 +345,7 @@ def test_vip_answered_by_active_balancer_only(cluster, client_neighbour, vip_url
     assert mac == active.mac, f"VIP resolves to {mac}, active balancer {active.name} has {active.mac}"
 
 
-def answers_through(cluster, vip_url: str) -> list[str | None]:
+def answers_through(cluster: RunningCluster, vip_url: str) -> list[str | None]:
     """Requests through the VIP as the scheduler spreads them (schedulers.spread_of): for the
     load-based schedulers 3 connections per web server held open at once, otherwise 10 per web
     server one after another. The answering server of each, None for a failure."""
@@ -349,7 +356,7 @@ def answers_through(cluster, vip_url: str) -> list[str | None]:
     return [who_answers(vip_url) for _ in range(10 * servers)]
 
 
-def test_traffic_through_vip(cluster, vip_url, report):
+def test_traffic_through_vip(cluster: RunningCluster, vip_url: str, report: dict[str, Any]) -> None:
     """No request fails, and they spread as the scheduler does: rr and wrr in equal shares;
     persistence, sh, mh, dh, lblc, lblcr and fo keep the client on one server; lc, wlc, sed, nq,
     ovf and twos put held-open connections on every web server."""
@@ -370,7 +377,7 @@ def test_traffic_through_vip(cluster, vip_url, report):
 # -- drills -------------------------------------------------------------------------------------
 
 
-def converged(cluster, timeout: float = 60.0):
+def converged(cluster: RunningCluster, timeout: float = 60.0) -> Machine:
     """Wait (bounded) until one balancer holds the VIP and runs ldirectord and no balancer still
     waits to hand the VIP over; the holder. What every drill must leave behind."""
 
@@ -386,11 +393,13 @@ def converged(cluster, timeout: float = 60.0):
     return active_balancer(cluster)
 
 
-def standby_of(cluster, active):
+def standby_of(cluster: RunningCluster, active: Machine) -> Machine:
     return next(m for m in cluster.role(Role.loadbalancer) if m is not active)
 
 
-def lose_power(cluster, drills, name: str, active, watch: BalancerReturn):
+def lose_power(
+    cluster: RunningCluster, drills: list[dict[str, Any]], name: str, active: Machine, watch: BalancerReturn
+) -> Drill:
     """Power the active balancer off under client load and wait until clients are served again;
     the failed balancer boots again at once, watched by watch. Returns the drill."""
     net = cluster.model.network
@@ -417,9 +426,10 @@ def lose_power(cluster, drills, name: str, active, watch: BalancerReturn):
     return d
 
 
-def assert_served_through(d) -> None:
+def assert_served_through(d: Drill) -> None:
     """Clients were served again within the bound, and the long download went on (connection sync)."""
     seen = d.figures
+    assert seen is not None and d.bound_s is not None  # set when the drill ended; the failover drills have a bound
     assert seen.outage_s != float("inf"), "HTTP through the VIP never came back"
     assert seen.download_error is None, seen.download_error
     assert seen.download_bytes_after_recovery > 0, "the long-lived connection stalled after the failover"
@@ -428,13 +438,16 @@ def assert_served_through(d) -> None:
     )
 
 
-def test_drill_balancer_failover(cluster, report, drills, balancer_return):
+def test_drill_balancer_failover(
+    cluster: RunningCluster, report: dict[str, Any], drills: list[dict[str, Any]], balancer_return: BalancerReturn
+) -> None:
     """Power the active balancer off under client load: the VIP moves, new connections recover,
     the persistent connections and the long download survive (connection sync). Then the failed
     balancer boots again, watched while the next drills run."""
     active = active_balancer(cluster)
     d = lose_power(cluster, drills, "a-power-loss-active", active, balancer_return)
     seen = d.figures
+    assert seen is not None  # set when the drill ended
     report["vip_moved_s"] = d.extra["vip_moved_s"]
     report["failover_outage_s"] = round(seen.outage_s, 2)
     report["failover_outage_bound_s"] = OUTAGE_BOUND_S
@@ -448,21 +461,21 @@ def test_drill_balancer_failover(cluster, report, drills, balancer_return):
 # -- web servers, while the failed balancer boots again -----------------------------------------
 
 
-def check_page_command(balancer) -> str:
+def check_page_command(balancer: Balancer) -> str:
     """A shell command run on a web server that prints its check page, fetched as the balancers'
     health check fetches it (the images carry no curl: Python's urllib)."""
     url = f"http://127.0.0.1:{balancer.port}/{balancer.check_page}"
     return f"python3 -c \"import urllib.request as u; print(u.urlopen('{url}').read().decode())\""
 
 
-def test_apache_and_check_page(webserver_host, cluster):
+def test_apache_and_check_page(webserver_host: Host, cluster: RunningCluster) -> None:
     lb = cluster.model.balancer
     assert webserver_host.service("apache2").is_running
     page = webserver_host.run(check_page_command(lb))
     assert lb.check_receive in page.stdout, page.stdout + page.stderr
 
 
-def test_vip_on_loopback_and_arp_sysctls(webserver_host, cluster):
+def test_vip_on_loopback_and_arp_sysctls(webserver_host: Host, cluster: RunningCluster) -> None:
     net = cluster.model.network
     assert str(net.vip) in webserver_host.interface("lo").addresses
     for key, value in arp_sysctls().items():
@@ -475,7 +488,7 @@ def test_vip_on_loopback_and_arp_sysctls(webserver_host, cluster):
 # -- drills on the new active balancer ----------------------------------------------------------
 
 
-def test_drill_apache_down_and_back(cluster, vip_url, report):
+def test_drill_apache_down_and_back(cluster: RunningCluster, vip_url: str, report: dict[str, Any]) -> None:
     """Apache stops on the first web server: the director takes it out, every request is
     answered by the others; started again, it is back in rotation (and, unless the scheduler or
     persistence pins the client elsewhere, answers again)."""
@@ -515,25 +528,28 @@ class BalancerReturn:
     takes resources over only from a peer it has not heard for initdead), so after that the
     outcome is settled."""
 
-    def __init__(self, cluster) -> None:
+    def __init__(self, cluster: RunningCluster) -> None:
         net = cluster.model.network
         self.cluster = cluster
         self.vip, self.interface = str(net.vip), net.interface
         self.settle = stack_of(cluster.model).settle_s(cluster.model)
-        self.returning = self.holder = None
-        self.samples, self.both, self.errors = 0, 0, []
+        self.returning: Machine | None = None  # both set by start()
+        self.holder: Machine | None = None
+        self.samples, self.both = 0, 0
+        self.errors: list[str] = []
         self.ready_at: float | None = None
         self.heard_at: float | None = None
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
-    def start(self, returning, holder) -> None:
+    def start(self, returning: Machine, holder: Machine) -> None:
         self.returning, self.holder = returning, holder
         returning.restart()
         self._thread = threading.Thread(target=self._watch, daemon=True)
         self._thread.start()
 
     def _watch(self) -> None:
+        assert self.returning is not None and self.holder is not None  # start() set both before the watch
         deadline = time.monotonic() + 300
         while not self._stop.is_set() and time.monotonic() < deadline:
             try:
@@ -543,7 +559,7 @@ class BalancerReturn:
                 if self.ready_at is not None and self.heard_at is None and self.hears_holder():
                     self.heard_at = time.monotonic()
                 returning_has = self.ready_at is not None and holds_vip(self.returning, self.vip, self.interface)
-            except Exception as err:  # reported by finish(); the watch goes on
+            except Exception as err:  # noqa: BLE001  # any error of a (re)booting node: finish() reports it, the watch goes on
                 self.errors.append(f"{type(err).__name__}: {err}")
                 self._stop.wait(0.5)
                 continue
@@ -554,6 +570,7 @@ class BalancerReturn:
             self._stop.wait(0.5)
 
     def hears_holder(self) -> bool:
+        assert self.returning is not None and self.holder is not None  # only the watch asks, after start()
         return self.returning.execute(hears(self.cluster, self.holder))[0] == 0
 
     def finish(self) -> None:
@@ -571,7 +588,7 @@ class BalancerReturn:
 
 
 @pytest.fixture(scope="module")
-def balancer_return(cluster):
+def balancer_return(cluster: RunningCluster) -> Iterator[BalancerReturn]:
     watch = BalancerReturn(cluster)
     yield watch
     watch.stop()
@@ -581,6 +598,7 @@ def returned_as_standby(watch: BalancerReturn) -> None:
     """With auto_failback off the VIP stays; at no sampled moment do both balancers hold it."""
     watch.finish()
     returning, holder = watch.returning, watch.holder
+    assert returning is not None and holder is not None  # finish() passed: the watch was started
     assert watch.ready_at is not None, (
         f"{returning.name} did not come back: {watch.errors[-3:]}\n{returning.console_tail()}"
     )
@@ -592,7 +610,7 @@ def returned_as_standby(watch: BalancerReturn) -> None:
     assert "master" not in sync_daemons(returning)
 
 
-def test_drill_failed_balancer_returns_as_standby(balancer_return, report):
+def test_drill_failed_balancer_returns_as_standby(balancer_return: BalancerReturn, report: dict[str, Any]) -> None:
     watch = balancer_return
     try:
         returned_as_standby(watch)
@@ -603,7 +621,7 @@ def test_drill_failed_balancer_returns_as_standby(balancer_return, report):
         )
 
 
-def test_drill_planned_stop(cluster, report, drills):
+def test_drill_planned_stop(cluster: RunningCluster, report: dict[str, Any], drills: list[dict[str, Any]]) -> None:
     """Maintenance on the active balancer: its HA stack stopped cleanly. heartbeat hands over make
     before break (LVSDirector keeps the VIP and the table until the peer's gratuitous ARP has
     turned the clients); keepalived sends a priority-0 advert, so the backup takes over at once.
@@ -620,7 +638,11 @@ def test_drill_planned_stop(cluster, report, drills):
         f"{unit} stopped on the active balancer ({active.name})",
         bound_s=PLANNED_STOP_BOUND_S,
     ) as d:
-        d.fault(f"stop {unit} on {active.name}", lambda: active.succeed(f"systemctl stop {unit}", timeout=60))
+        d.fault(
+            f"stop {unit} on {active.name}",
+            lambda: active.succeed(f"systemctl stop {unit}", timeout=60),
+        )
+        assert d.fault_at is not None  # set by d.fault
         d.extra["stop_s"] = round(time.monotonic() - d.fault_at, 2)
         d.extra["vip_moved_s"] = round(
             d.until(lambda: holds_vip(standby, str(net.vip), net.interface), f"{standby.name} holds the VIP", 60), 2
@@ -631,6 +653,7 @@ def test_drill_planned_stop(cluster, report, drills):
         )
         d.recovered()
     seen = d.figures
+    assert seen is not None  # set when the drill ended
     report["planned_stop_outage_s"] = round(seen.outage_s, 2)
     report["planned_stop_failed_requests"] = f"{seen.failed}/{seen.total}"
     assert seen.outage_s <= PLANNED_STOP_BOUND_S, f"outage {seen.outage_s:.2f} s, bound {PLANNED_STOP_BOUND_S} s"
@@ -648,7 +671,7 @@ SYNC_RESTORED_BOUND_S = 5.0  # lvs-sync-watch looks every 2 s
 
 
 @pytest.mark.faults
-def test_drill_sync_daemon_lost(cluster, drills, fault_round):
+def test_drill_sync_daemon_lost(cluster: RunningCluster, drills: list[dict[str, Any]], fault_round: int) -> None:
     """h. The standby's connection-sync daemon stops: lvs-sync-watch notices and starts it again,
     so the next drill's failover still carries the long download (keepalived, which swaps the
     daemons at each VRRP transition, never starts a lost one again either)."""
@@ -664,20 +687,22 @@ def test_drill_sync_daemon_lost(cluster, drills, fault_round):
         bounded="restored_s",
     ) as d:
         d.fault(
-            f"stop the backup sync daemon on {standby.name}", lambda: standby.succeed("ipvsadm --stop-daemon backup")
+            f"stop the backup sync daemon on {standby.name}",
+            lambda: standby.succeed("ipvsadm --stop-daemon backup"),
         )
         d.extra["restored_s"] = round(
             d.until(lambda: standby.execute(backup)[0] == 0, "lvs-sync-watch started it again", 30), 2
         )
     assert "no connection sync daemon ran" in standby.succeed("journalctl -b --no-pager -t lvs-sync")
     assert d.extra["restored_s"] <= SYNC_RESTORED_BOUND_S
+    assert d.figures is not None  # set when the drill ended
     assert d.figures.failed == 0, (
         f"{d.figures.failed} new connections failed while only the standby's sync daemon was down"
     )
 
 
 @pytest.mark.faults
-def test_drill_second_failover(cluster, drills, fault_round):
+def test_drill_second_failover(cluster: RunningCluster, drills: list[dict[str, Any]], fault_round: int) -> None:
     """b. Once a balancer has failed and come back as standby, the active one loses power: the
     returned one serves within the same bound and carries the long download, then the failed one
     comes back as standby in turn."""
@@ -694,7 +719,7 @@ PING_NODE_UP = "cl_status nodestatus {gateway} | grep -qx ping"  # heartbeat's s
 
 
 @pytest.mark.stack("heartbeat")
-def test_drill_ping_node_lost(cluster, report, drills):
+def test_drill_ping_node_lost(cluster: RunningCluster, report: dict[str, Any], drills: list[dict[str, Any]]) -> None:
     """i. With a gateway set, both balancers ping it and ipfail weighs what each sees: the active
     balancer loses its path to the gateway (the replies dropped on its NIC) while heartbeat still
     runs, and the VIP moves to the standby, which still reaches it. Clients, who reach both
@@ -711,9 +736,13 @@ def test_drill_ping_node_lost(cluster, report, drills):
         machine.wait_until_succeeds(PING_NODE_UP.format(gateway=net.gateway), timeout=60)
     ingress = f"tc qdisc add dev {net.interface} ingress"
     active.succeed(
-        f"modprobe -a sch_ingress cls_u32 act_gact && {{ tc qdisc del dev {net.interface} ingress 2>/dev/null; {ingress}; }}"
+        "modprobe -a sch_ingress cls_u32 act_gact && "
+        f"{{ tc qdisc del dev {net.interface} ingress 2>/dev/null; {ingress}; }}"
     )
-    drop = f"tc filter add dev {net.interface} parent ffff: protocol ip prio 1 u32 match ip src {net.gateway}/32 action drop"
+    drop = (
+        f"tc filter add dev {net.interface} parent ffff: protocol ip prio 1 "
+        f"u32 match ip src {net.gateway}/32 action drop"
+    )
     try:
         with drill(
             cluster,
@@ -749,14 +778,16 @@ def test_drill_ping_node_lost(cluster, report, drills):
         active.execute(f"tc qdisc del dev {net.interface} ingress")
     report["ping_node_lost_vip_moved_s"] = d.extra["vip_moved_s"]
     assert converged(cluster) is standby, "the VIP went back to the balancer that had lost its ping node"
+    assert d.figures is not None  # set when the drill ended
     assert d.figures.outage_s <= PLANNED_STOP_BOUND_S, (
-        f"outage {d.figures.outage_s:.2f} s, bound {PLANNED_STOP_BOUND_S} s ({d.figures.failed}/{d.figures.total} new connections failed)"
+        f"outage {d.figures.outage_s:.2f} s, bound {PLANNED_STOP_BOUND_S} s "
+        f"({d.figures.failed}/{d.figures.total} new connections failed)"
     )
     assert d.figures.download_error is None, d.figures.download_error
 
 
 @pytest.mark.faults
-def test_drill_hung_webserver(cluster, drills, fault_round):
+def test_drill_hung_webserver(cluster: RunningCluster, drills: list[dict[str, Any]], fault_round: int) -> None:
     """g. Apache hangs (SIGSTOP: the kernel still accepts TCP, nothing answers): ldirectord's check
     times out and takes it out within check_bound; after SIGCONT it is back."""
     net, lb = cluster.model.network, cluster.model.balancer
@@ -776,14 +807,21 @@ def test_drill_hung_webserver(cluster, drills, fault_round):
         bounded="out_of_rotation_s",
     ) as d:
         try:
-            d.fault(f"SIGSTOP apache2 on {victim.name}", lambda: web.succeed("systemctl kill -s STOP apache2"))
+            d.fault(
+                f"SIGSTOP apache2 on {victim.name}",
+                lambda: web.succeed("systemctl kill -s STOP apache2"),
+            )
             d.extra["out_of_rotation_s"] = round(
                 d.until_on(active, f"! {scheduled(net, lb, [victim])}", f"{victim.name} out of rotation", bound + 30), 2
             )
             removed = time.monotonic()
             time.sleep(2.0)  # new connections go to the others only
         finally:
-            d.heal(f"SIGCONT apache2 on {victim.name}", lambda: web.succeed("systemctl kill -s CONT apache2"))
+            d.heal(
+                f"SIGCONT apache2 on {victim.name}",
+                lambda: web.succeed("systemctl kill -s CONT apache2"),
+            )
+        assert d.heal_at is not None and d.fault_at is not None  # set by d.heal and d.fault
         d.extra["back_in_s"] = round(
             d.until_on(active, scheduled(net, lb, [victim]), f"{victim.name} back in rotation", bound + 30)
             - (d.heal_at - d.fault_at),
@@ -797,13 +835,14 @@ def test_drill_hung_webserver(cluster, drills, fault_round):
         f"{victim.name} out after {d.extra['out_of_rotation_s']} s, bound {bound:.0f} s"
     )
     assert d.extra["failed_while_out"] == 0, (
-        f"{d.extra['failed_while_out']} of {len(late)} new connections failed while {victim.name} was out: {d.extra['failures_while_out']}, {d.extra['table_entries_of_failures']}"
+        f"{d.extra['failed_while_out']} of {len(late)} new connections failed while {victim.name} was out: "
+        f"{d.extra['failures_while_out']}, {d.extra['table_entries_of_failures']}"
     )
 
 
 @pytest.mark.faults
 @pytest.mark.stack("heartbeat")  # keepalived's counterpart: not written yet (issue #15)
-def test_drill_heartbeat_path_lost(cluster, drills, fault_round):
+def test_drill_heartbeat_path_lost(cluster: RunningCluster, drills: list[dict[str, Any]], fault_round: int) -> None:
     """d. The balancers lose one heartbeat path while clients reach both: first the cluster
     segment's heartbeats (dropped on both balancers' NIC), then the dedicated link (its cable
     pulled). Over the other path each still hears its peer: no takeover, never a second VIP,
@@ -872,11 +911,12 @@ def test_drill_heartbeat_path_lost(cluster, drills, fault_round):
     d.note("holder_samples", len(samples))
     assert samples and set(samples) == {1}, f"VIP holders per sample: {samples}"
     assert active_balancer(cluster) is active, "the VIP moved with one heartbeat path left"
+    assert d.figures is not None  # set when the drill ended
     assert d.figures.failed == 0, f"{d.figures.failed} of {d.figures.total} new connections failed"
 
 
 @pytest.mark.faults
-def test_drill_partition_active(cluster, drills, fault_round):
+def test_drill_partition_active(cluster: RunningCluster, drills: list[dict[str, Any]], fault_round: int) -> None:
     """c. The active balancer's cable is pulled for 15 s, the VM runs on: the standby serves within
     the power-loss bound during the partition; when the cable is back, exactly one balancer holds
     the VIP within 2 s and clients see no further outage from the stack's split-brain handling
@@ -906,12 +946,14 @@ def test_drill_partition_active(cluster, drills, fault_round):
                 d.until(lambda: holds_vip(standby, str(net.vip), net.interface), f"{standby.name} holds the VIP", 60), 2
             )
             d.recovered()
+            assert d.fault_at is not None  # set by d.fault
             time.sleep(max(0.0, 15.0 - (time.monotonic() - d.fault_at)))
         finally:
             d.heal(f"cables of {active.name} back", lambda: active.unblock(*nics))
         # The node whose cable came back yields (lvs-link-watch, or keepalived's FAULT state);
         # timed inside it, since polling both nodes over SSH took up to a second per round on a slow host.
         released = d.until_on(active, f"! {vip_here(net)}", f"{active.name} released the VIP", 60)
+        assert d.heal_at is not None and d.fault_at is not None  # set by d.heal and d.fault
         d.extra["one_holder_s"] = round(released - (d.heal_at - d.fault_at), 2)
         assert vip_holders(cluster) == [standby], (
             "after the partition the VIP must stay with the node the clients were turned to"
@@ -939,15 +981,19 @@ def test_drill_partition_active(cluster, drills, fault_round):
         f"two balancers held the VIP for {d.extra['one_holder_s']} s after the cable was back"
     )
     assert d.extra["failed_after_heal"] == 0, (
-        f"{d.extra['failed_after_heal']} of {len(after_heal)} new connections failed after the partition healed: {d.extra['failures_after_heal']}, {d.extra['table_entries_of_failures']}"
+        f"{d.extra['failed_after_heal']} of {len(after_heal)} new connections failed after the partition healed: "
+        f"{d.extra['failures_after_heal']}, {d.extra['table_entries_of_failures']}"
     )
     assert len(vip_holders(cluster)) == 1
     assert d.extra["holder_restarts"] == 0, (
-        f"heartbeat on {standby.name}, which served, restarted after the partition: the cut-off node came back with its old heartbeat"
+        f"heartbeat on {standby.name}, which served, restarted after the partition: "
+        "the cut-off node came back with its old heartbeat"
     )
 
 
-def test_drill_webserver_power_loss(cluster, report, drills):
+def test_drill_webserver_power_loss(
+    cluster: RunningCluster, report: dict[str, Any], drills: list[dict[str, Any]]
+) -> None:
     """Last, since the node stays down: a web server loses power under client load. ldirectord
     takes it out of rotation within check_bound, and from then on no new connection is sent
     to it (expire_nodest_conn: IPVS forgets the dead server's connections, and with quiescent
@@ -990,8 +1036,10 @@ def test_drill_webserver_power_loss(cluster, report, drills):
     failures = d.note("failures_after_removal", failures_after(late, removed))
     entries = d.note("table_entries_of_failures", table_entries_of(active, failures))
     assert detected <= bound, (
-        f"{victim.name} out of rotation after {detected:.2f} s, bound check_interval + check_timeout + {CHECK_ROUND_S} = {bound} s"
+        f"{victim.name} out of rotation after {detected:.2f} s, "
+        f"bound check_interval + check_timeout + {CHECK_ROUND_S} = {bound} s"
     )
     assert late and d_failed_after == 0, (
-        f"{d_failed_after} of {len(late)} new connections went unanswered after {victim.name} left the table: {failures}, {entries}"
+        f"{d_failed_after} of {len(late)} new connections went unanswered after {victim.name} left the table: "
+        f"{failures}, {entries}"
     )

@@ -194,7 +194,7 @@ def _download(ax: Axes, drill: dict[str, Any]) -> None:
     ax.tick_params(axis="y", labelsize=8)
 
 
-def _write_atomically(path: pathlib.Path, write: Callable[[IO[bytes]], None]) -> None:
+def _write_atomically(path: pathlib.Path, write: Callable[[IO[bytes]], object]) -> None:
     """Write to a temporary name beside path, then rename, so a crash never leaves half a file."""
     fd, temp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
@@ -295,7 +295,10 @@ def _drill_section(drill: dict[str, Any], image: str) -> str:
     bound = None if drill.get("bound_s") is None else float(drill["bound_s"])
     bounded, label, measured = _bounded(drill)
     over = bound is not None and measured is not None and measured > bound
-    verdict = {True: "<span class='passed'>PASSED</span>", False: "<span class='failed'>FAILED</span>"}
+    verdict: dict[object, str] = {
+        True: "<span class='passed'>PASSED</span>",
+        False: "<span class='failed'>FAILED</span>",
+    }
     marked = " class='over'" if over else ""
     rows = [
         f"<tr{marked}><th>{e(label)} (s) / bound (s)</th>"

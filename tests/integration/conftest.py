@@ -8,9 +8,11 @@ import signal
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 
+from imgbuild.builder.build import Manifest
 from imgbuild.model import Cluster
 
 REPO = Path(__file__).resolve().parents[2]
@@ -31,10 +33,12 @@ def pytest_configure(config: pytest.Config) -> None:
 def run_imgbuild(
     *args: str, env: dict[str, str] | None = None, timeout: float = 1800
 ) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([*IMGBUILD, *args], capture_output=True, text=True, env=env, timeout=timeout, cwd=REPO)
+    return subprocess.run(
+        [*IMGBUILD, *args], capture_output=True, text=True, env=env, timeout=timeout, cwd=REPO, check=False
+    )
 
 
-def run_verify(images: Path, seeds: Path, reports: Path, test_env: dict[str, str], *flags: str) -> dict:
+def run_verify(images: Path, seeds: Path, reports: Path, test_env: dict[str, str], *flags: str) -> dict[str, Any]:
     """`imgbuild verify` on the images under `images.parent`: its JSON report, exit status and stderr's tail."""
     result = run_imgbuild(
         "verify",
@@ -49,13 +53,13 @@ def run_verify(images: Path, seeds: Path, reports: Path, test_env: dict[str, str
         env=test_env,
         timeout=2400,
     )
-    report = json.loads(result.stdout)
+    report: dict[str, Any] = json.loads(result.stdout)
     report["_exit"] = result.returncode
     report["_stderr"] = result.stderr[-4000:]
     return report
 
 
-def assert_verified(report: dict, skipped: set[str]) -> None:
+def assert_verified(report: dict[str, Any], skipped: set[str]) -> None:
     """verify passed: every check passed but the skipped ones named (each skip says why in its detail)."""
     failed = [c for c in report["checks"] if c["outcome"] not in ("passed", "skipped")]
     assert report["_exit"] == 0 and not failed, json.dumps(failed, indent=1) + report["_stderr"]
@@ -84,9 +88,9 @@ def images(work: Path, test_env: dict[str, str]) -> Path:
     out = work / "images"
     result = run_imgbuild("build", "--output", str(out), "--json", env=test_env)
     assert result.returncode == 0, result.stderr[-3000:]
-    manifests = json.loads(result.stdout)
+    manifests: dict[str, Manifest] = json.loads(result.stdout)
     assert set(manifests) == {"loadbalancer", "webserver"}
-    release = Cluster().build.release
+    release: str = Cluster().build.release
     assert {m["release"] for m in manifests.values()} == {release}
     return out / release
 

@@ -7,24 +7,33 @@ import json
 import signal
 import subprocess
 import time
+from pathlib import Path
 
 import pytest
 from conftest import IMGBUILD, run_imgbuild
 
 from imgbuild.builder import imagefs
+from imgbuild.builder.build import Manifest
 from imgbuild.builder.elements import ARP_SYSCTLS_FILE, arp_sysctls, elements_dir
 from imgbuild.model import ipvs_modules
 
 pytestmark = pytest.mark.slow
 
 
-def raw(images, role):
+def raw(images: Path, role: str) -> Path:
     return images / role / f"{role}.raw"
 
 
+def text(image: Path, path: str) -> str:
+    """A file the image must hold, as text."""
+    content = imagefs.read_text(image, path)
+    assert content is not None, f"{path}: not in the image"
+    return content
+
+
 @pytest.mark.parametrize("role", ["loadbalancer", "webserver"])
-def test_manifest_describes_every_artefact(images, role):
-    manifest = json.loads((images / role / "manifest.json").read_text())
+def test_manifest_describes_every_artefact(images: Path, role: str) -> None:
+    manifest: Manifest = json.loads((images / role / "manifest.json").read_text())
     assert set(manifest["artefacts"]) == {"qcow2", "raw", "kernel", "initrd", "squashfs", "disk-qcow2"}
     for entry in manifest["artefacts"].values():
         path = images / role / entry["file"]
@@ -35,54 +44,55 @@ def test_manifest_describes_every_artefact(images, role):
     assert manifest["diskimage_builder"] and manifest["build_seconds"] > 0
     assert "cloud-init" in manifest["packages"] and "openssh-server" in manifest["packages"]
     qemu_img = subprocess.run(
-        ["qemu-img", "info", "--output=json", str(images / role / f"{role}.qcow2")], capture_output=True, text=True
+        ["qemu-img", "info", "--output=json", str(images / role / f"{role}.qcow2")],
+        capture_output=True,
+        text=True,
+        check=True,
     )
     assert json.loads(qemu_img.stdout)["format"] == "qcow2"
 
 
-def test_loadbalancer_contents(images):
+def test_loadbalancer_contents(images: Path) -> None:
     image = raw(images, "loadbalancer")
     packages = imagefs.packages(image)
     assert {"heartbeat", "ldirectord", "ipvsadm", "ifupdown", "cloud-init"} <= set(packages)
     assert not {"pacemaker", "corosync", "apache2", "packagekit"} & set(packages)
-    modules = imagefs.read_text(image, "/etc/modules-load.d/imgbuild-ipvs.conf")
+    modules = text(image, "/etc/modules-load.d/imgbuild-ipvs.conf")
     # exactly what the kernel ships: every scheduler the model accepts for the release, nothing it lacks
     assert {line for line in modules.splitlines() if line and not line.startswith("#")} == ipvs_modules(images.name)
-    assert "net.ipv4.ip_forward = 1" in imagefs.read_text(image, "/etc/sysctl.d/60-imgbuild-director.conf")
+    assert "net.ipv4.ip_forward = 1" in text(image, "/etc/sysctl.d/60-imgbuild-director.conf")
     # heartbeat is enabled but gated on its configuration; ldirectord is left to heartbeat
     wants = imagefs.listdir(image, "/etc/systemd/system/multi-user.target.wants")
     assert "heartbeat.service" in wants and "lvs-sync-backup.service" in wants and "ldirectord.service" not in wants
-    dropin = imagefs.read_text(image, "/etc/systemd/system/heartbeat.service.d/10-imgbuild.conf")
+    dropin = text(image, "/etc/systemd/system/heartbeat.service.d/10-imgbuild.conf")
     assert "ConditionPathExists=/etc/ha.d/authkeys" in dropin and "TimeoutStopSec=20s" in dropin
     assert imagefs.listdir(image, "/etc/ha.d") and imagefs.mode(image, "/etc/ha.d/authkeys") is None
     assert imagefs.mode(image, "/etc/ha.d/ha.cf") is None
-    assert imagefs.mode(image, "/etc/ha.d/resource.d/LVSSyncDaemonSwap") & 0o111
-    assert imagefs.mode(image, "/usr/libexec/heartbeat/ipfail") & 0o111
+    assert (imagefs.mode(image, "/etc/ha.d/resource.d/LVSSyncDaemonSwap") or 0) & 0o111
+    assert (imagefs.mode(image, "/usr/libexec/heartbeat/ipfail") or 0) & 0o111
 
 
-def test_webserver_contents(images):
+def test_webserver_contents(images: Path) -> None:
     image = raw(images, "webserver")
     packages = imagefs.packages(image)
     assert "apache2" in packages and not {"heartbeat", "ldirectord", "ipvsadm"} & set(packages)
-    assert "Test Page" in imagefs.read_text(image, "/var/www/html/ldirector.html")
+    assert "Test Page" in text(image, "/var/www/html/ldirector.html")
     # the ARP sysctls the checks expect (verify reads the same element file), in the image as written
     sysctls = imagefs.read_text(image, "/etc/sysctl.d/60-imgbuild-lvs-dr.conf")
     assert sysctls == (elements_dir() / ARP_SYSCTLS_FILE).read_text()
     assert arp_sysctls() == {"net.ipv4.conf.all.arp_ignore": 1, "net.ipv4.conf.all.arp_announce": 2}
-    assert "After=cloud-init.service" in imagefs.read_text(
-        image, "/etc/systemd/system/apache2.service.d/10-imgbuild.conf"
-    )
+    assert "After=cloud-init.service" in text(image, "/etc/systemd/system/apache2.service.d/10-imgbuild.conf")
 
 
 @pytest.mark.parametrize("role", ["loadbalancer", "webserver"])
-def test_generic_image_holds_no_identity(images, role):
+def test_generic_image_holds_no_identity(images: Path, role: str) -> None:
     image = raw(images, role)
     assert not [n for n in imagefs.listdir(image, "/etc/ssh") if n.startswith("ssh_host_")]
     # Empty, not "uninitialized": either makes a fresh id, but the marker also makes systemd apply
     # every unit preset at boot (seconds under emulation).
     assert imagefs.read(image, "/etc/machine-id") == b""
     assert not [n for n in imagefs.listdir(image, "/etc/network/interfaces.d")], "no baked-in interface stanzas"
-    datasources = imagefs.read_text(image, "/etc/cloud/cloud.cfg.d/90-imgbuild-datasources.cfg")
+    datasources = text(image, "/etc/cloud/cloud.cfg.d/90-imgbuild-datasources.cfg")
     assert "NoCloud" in datasources and "ConfigDrive" in datasources and "OpenStack" in datasources
     # The PXE root is the same tree: no host keys and an empty machine-id there either.
     squashfs = images / role / f"{role}.squashfs"
@@ -97,14 +107,14 @@ def test_generic_image_holds_no_identity(images, role):
     assert machine_id == b""
 
 
-def test_cache_hit_is_fast(images, test_env):
+def test_cache_hit_is_fast(images: Path, test_env: dict[str, str]) -> None:
     started = time.monotonic()
     result = run_imgbuild("build", "--output", str(images.parent), "--json", env=test_env)
     assert result.returncode == 0 and time.monotonic() - started < 2.0
     assert "cached" in result.stderr
 
 
-def test_failed_build_leaves_previous_output(images, test_env):
+def test_failed_build_leaves_previous_output(images: Path, test_env: dict[str, str]) -> None:
     before = (images / "webserver" / "manifest.json").read_bytes()
     env = dict(test_env, IMGBUILD_MIRROR="http://127.0.0.1:9/debian", IMGBUILD_SECURITY_MIRROR="http://127.0.0.1:9/sec")
     result = run_imgbuild("build", "--role", "webserver", "--output", str(images.parent), "--force", env=env)
@@ -114,16 +124,21 @@ def test_failed_build_leaves_previous_output(images, test_env):
     assert not list(images.glob(".*.tmp"))
 
 
-def test_interrupted_build_leaves_previous_output_and_no_loop_devices(images, test_env, tmp_path):
+def test_interrupted_build_leaves_previous_output_and_no_loop_devices(
+    images: Path, test_env: dict[str, str], tmp_path: Path
+) -> None:
     before = (images / "webserver" / "manifest.json").read_bytes()
-    loops_before = subprocess.run(["losetup", "-a"], capture_output=True, text=True).stdout
+    loops_before = subprocess.run(["losetup", "-a"], capture_output=True, text=True, check=True).stdout
     proc = subprocess.Popen(
         [*IMGBUILD, "build", "--role", "webserver", "--output", str(images.parent), "--force"],
         env=test_env,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
         text=True,
-        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),  # as from a terminal, even under CI
+        # SIGINT as from a terminal, even under CI, where it may be ignored (an ignored signal stays ignored
+        # across exec). No Popen option resets it (start_new_session does not); the child makes only this call
+        # between fork and exec.
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),  # noqa: PLW1509
     )
     time.sleep(45)  # well inside the build: packages are being installed in the chroot
     proc.send_signal(signal.SIGINT)
@@ -131,8 +146,8 @@ def test_interrupted_build_leaves_previous_output_and_no_loop_devices(images, te
     assert proc.returncode != 0
     assert (images / "webserver" / "manifest.json").read_bytes() == before
     assert not list(images.glob(".*.tmp"))
-    assert subprocess.run(["losetup", "-a"], capture_output=True, text=True).stdout == loops_before
-    assert "dib_build" not in open("/proc/mounts").read()
+    assert subprocess.run(["losetup", "-a"], capture_output=True, text=True, check=True).stdout == loops_before
+    assert "dib_build" not in Path("/proc/mounts").read_text()
 
 
 @pytest.mark.parametrize(
@@ -145,7 +160,7 @@ def test_interrupted_build_leaves_previous_output_and_no_loop_devices(images, te
         ),
     ],
 )
-def test_user_errors_are_one_line(args, line, test_env, tmp_path):
+def test_user_errors_are_one_line(args: list[str], line: str, test_env: dict[str, str], tmp_path: Path) -> None:
     """A mistake the user can fix (here a usage and a config error, exit 2): stderr is one line saying
     what is wrong and how to fix it, with no detail, usage block or traceback, and nothing is built.
     Errors with a detail (a log's tail) print it before this line (imgbuild.cli.user_errors)."""

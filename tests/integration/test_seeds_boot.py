@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from pathlib import Path
 
 import pytest
 
@@ -16,8 +17,11 @@ from imgbuild.verify.readiness import wait_until_ready
 pytestmark = pytest.mark.slow
 
 
-def test_config_drive_boot_and_schema(images, seeds, test_env, tmp_path, monkeypatch):
-    """webserver1 boots from its OpenStack config drive; inside it, `cloud-init schema` accepts every node's user-data."""
+def test_config_drive_boot_and_schema(
+    images: Path, seeds: Path, test_env: dict[str, str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """webserver1 boots from its OpenStack config drive; inside it, `cloud-init schema` accepts every
+    node's user-data."""
     monkeypatch.setenv("IMGBUILD_STATE", test_env["IMGBUILD_STATE"])
     cluster = model.Cluster()
     node = cluster.node("webserver1")
@@ -44,7 +48,9 @@ def test_config_drive_boot_and_schema(images, seeds, test_env, tmp_path, monkeyp
             machine.cleanup()
 
 
-def test_images_hold_no_secret(images, seeds, test_env, monkeypatch):
+def test_images_hold_no_secret(
+    images: Path, seeds: Path, test_env: dict[str, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
     """The authkeys secret and the admin key pair appear in no built artefact (host keys: test_build)."""
     monkeypatch.setenv("IMGBUILD_STATE", test_env["IMGBUILD_STATE"])
     cluster = model.Cluster()

@@ -7,6 +7,7 @@ import importlib.util
 import subprocess
 import xml.etree.ElementTree as ET
 from pathlib import Path
+from typing import Any
 
 import pytest
 from conftest import assert_verified, run_verify
@@ -15,7 +16,7 @@ pytestmark = pytest.mark.slow
 
 
 @pytest.fixture(scope="module")
-def verify_report(images, seeds, work, test_env):
+def verify_report(images: Path, seeds: Path, work: Path, test_env: dict[str, str]) -> dict[str, Any]:
     """One boot runs the core checks and one round of the full fault matrix (issue 14: CI runs both)."""
     return run_verify(images, seeds, work / "reports", test_env, "--faults")
 
@@ -24,36 +25,44 @@ def verify_report(images, seeds, work, test_env):
 REFERENCE_SKIPS = {"test_drill_ping_node_lost"}
 
 
-def test_verify_passes(verify_report):
+def test_verify_passes(verify_report: dict[str, Any]) -> None:
     assert_verified(verify_report, REFERENCE_SKIPS)
 
 
 def checks_of(stack: str, faults: bool) -> set[str]:
     """The checks written in test_cluster.py for the stack (and the fault matrix's drills with
     faults), read from its source: the list cannot go stale."""
-    source = Path(importlib.util.find_spec("imgbuild.verify.test_cluster").origin).read_text()
+    spec = importlib.util.find_spec("imgbuild.verify.test_cluster")
+    assert spec is not None and spec.origin is not None
+    source = Path(spec.origin).read_text()
     checks = set()
     for node in ast.parse(source).body:
         if isinstance(node, ast.FunctionDef) and node.name.startswith("test_"):
             marks = {ast.unparse(d.func if isinstance(d, ast.Call) else d): d for d in node.decorator_list}
             stack_mark = marks.get("pytest.mark.stack")
-            if (stack_mark is None or stack_mark.args[0].value == stack) and (
-                faults or "pytest.mark.faults" not in marks
-            ):
+            if (stack_mark is None or _stack_of(stack_mark) == stack) and (faults or "pytest.mark.faults" not in marks):
                 checks.add(node.name)
     return checks
 
 
-def test_every_required_check_ran(verify_report):
+def _stack_of(mark: ast.expr) -> object:
+    """The stack a `@pytest.mark.stack("...")` decorator names."""
+    assert isinstance(mark, ast.Call) and isinstance(mark.args[0], ast.Constant), ast.unparse(mark)
+    return mark.args[0].value
+
+
+def test_every_required_check_ran(verify_report: dict[str, Any]) -> None:
     written = checks_of("heartbeat", faults=True)
     ran = {c["check"].split("[")[0] for c in verify_report["checks"]}
     assert len(written) >= 25 and written == ran, (sorted(written - ran), sorted(ran - written))
 
 
-def test_report_files_and_figures(verify_report):
+def test_report_files_and_figures(verify_report: dict[str, Any]) -> None:
     report_dir = Path(verify_report["report_dir"])
     suite = ET.parse(report_dir / "junit.xml").getroot()
-    assert int(suite.find("testsuite").get("tests") if suite.tag == "testsuites" else suite.get("tests")) >= 20
+    testsuite = suite.find("testsuite") if suite.tag == "testsuites" else suite
+    assert testsuite is not None
+    assert int(testsuite.attrib["tests"]) >= 20
     assert set(verify_report["boot_seconds"]) == {"webserver1", "webserver2", "loadb1", "loadb2"}
     measured = verify_report["measurements"]
     for figure in (
@@ -87,13 +96,13 @@ def test_report_files_and_figures(verify_report):
     assert (report_dir / "loadb1.console.log").stat().st_size > 0
 
 
-def test_nothing_left_behind(verify_report):
+def test_nothing_left_behind(verify_report: dict[str, Any]) -> None:
     assert (
         subprocess.run(
-            ["pgrep", "-f", "qemu-system.*imgbuild|qemu-system.*reports/verify-"], capture_output=True
+            ["pgrep", "-f", "qemu-system.*imgbuild|qemu-system.*reports/verify-"], capture_output=True, check=False
         ).returncode
         == 1
     )
-    namespaces = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True).stdout
+    namespaces = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True, check=True).stdout
     assert "imgbuild-" not in namespaces
     assert not list(Path(verify_report["report_dir"]).glob("*.qcow2"))

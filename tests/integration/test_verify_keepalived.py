@@ -8,6 +8,9 @@ heartbeat's two paths: keepalived has one, the service network, and losing it is
 
 from __future__ import annotations
 
+from pathlib import Path
+from typing import Any
+
 import pytest
 from conftest import REPO, assert_verified, run_verify
 from test_verify import checks_of
@@ -18,19 +21,19 @@ CLUSTER = REPO / "tests" / "integration" / "clusters" / "keepalived.toml"
 
 
 @pytest.fixture(scope="module")
-def keepalived_report(images, work, test_env):
+def keepalived_report(images: Path, work: Path, test_env: dict[str, str]) -> dict[str, Any]:
     return run_verify(
         images, work / "seeds-keepalived", work / "reports", test_env, "--config", str(CLUSTER), "--faults"
     )
 
 
-def test_keepalived_cluster_verifies(keepalived_report):
+def test_keepalived_cluster_verifies(keepalived_report: dict[str, Any]) -> None:
     assert_verified(keepalived_report, set())
     assert keepalived_report["stack"] == "keepalived"
     assert keepalived_report["measurements"]["spread"]["kind"] == "shared"  # sed: the load-based check
 
 
-def test_keepalived_checks_swapped_in(keepalived_report):
+def test_keepalived_checks_swapped_in(keepalived_report: dict[str, Any]) -> None:
     ran = {c["check"].split("[")[0] for c in keepalived_report["checks"]}
     written = checks_of("keepalived", faults=True)
     assert ran == written, (sorted(written - ran), sorted(ran - written))

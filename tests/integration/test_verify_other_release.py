@@ -8,6 +8,7 @@ them with the same cluster and seeds.
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 from conftest import assert_verified, run_imgbuild, run_verify
@@ -21,14 +22,14 @@ OTHER = next(r for r in RELEASES if r != Cluster().build.release)
 
 
 @pytest.fixture(scope="module")
-def other_images(images, test_env):
+def other_images(images: Path, test_env: dict[str, str]) -> Path:
     result = run_imgbuild("build", "--release", OTHER, "--output", str(images.parent), "--json", env=test_env)
     assert result.returncode == 0, result.stderr[-3000:]
     assert {m["release"] for m in json.loads(result.stdout).values()} == {OTHER}
     return images.parent / OTHER
 
 
-def test_other_release_verifies(other_images, seeds, work, test_env):
+def test_other_release_verifies(other_images: Path, seeds: Path, work: Path, test_env: dict[str, str]) -> None:
     report = run_verify(other_images, seeds, work / "reports", test_env, "--release", OTHER)
     assert_verified(report, REFERENCE_SKIPS)
     assert report["release"] == OTHER and len(report["checks"]) >= 25

@@ -29,12 +29,12 @@ def one_error_line(args: list[str], tmp_path: Path) -> str:
     return lines[0]
 
 
-def test_corpus_is_large():
+def test_corpus_is_large() -> None:
     assert len(CORPUS) >= 60
 
 
 @pytest.mark.parametrize("path", CORPUS, ids=[p.stem for p in CORPUS])
-def test_bad_cluster_file(path: Path, tmp_path: Path):
+def test_bad_cluster_file(path: Path, tmp_path: Path) -> None:
     expect = path.read_text().splitlines()[0].removeprefix("# expect: ")
     line = one_error_line(["render", "--node", "loadb1", "--config", str(path)], tmp_path)
     assert expect in line and line.startswith(f"error: {path}"), line
@@ -51,7 +51,7 @@ def test_bad_cluster_file(path: Path, tmp_path: Path):
     ],
     ids=["directory", "missing", "empty", "binary", "huge"],
 )
-def test_bad_paths(name: str, content: bytes | None, expect: str, tmp_path: Path):
+def test_bad_paths(name: str, content: bytes | None, expect: str, tmp_path: Path) -> None:
     (tmp_path / "files").mkdir()
     path = tmp_path / "files" / name
     if content is not None:
@@ -60,7 +60,7 @@ def test_bad_paths(name: str, content: bytes | None, expect: str, tmp_path: Path
 
 
 @pytest.mark.skipif(os.geteuid() == 0, reason="root reads any file")
-def test_unreadable_file(tmp_path: Path):
+def test_unreadable_file(tmp_path: Path) -> None:
     path = tmp_path / "secret.toml"
     path.write_text('name = "x"')
     path.chmod(0)
@@ -76,14 +76,14 @@ def test_unreadable_file(tmp_path: Path):
         (["verify", "--rounds", "3"], "--rounds repeats the fault matrix; add --faults"),
     ],
 )
-def test_bad_arguments(args: list[str], expect: str, tmp_path: Path):
+def test_bad_arguments(args: list[str], expect: str, tmp_path: Path) -> None:
     result = CliRunner().invoke(app, args, env={"IMGBUILD_STATE": str(tmp_path / "state")})
     assert result.exit_code == 2 and "Traceback" not in result.output
     lines = [line for line in result.stderr.splitlines() if line.strip()]
     assert len(lines) == 1 and lines[0].startswith("error: ") and expect in lines[0], lines
 
 
-def test_real_process_prints_no_traceback(tmp_path: Path):
+def test_real_process_prints_no_traceback(tmp_path: Path) -> None:
     """The installed entry point, not only the in-process runner: markup in a key name once crashed it."""
     path = next(p for p in CORPUS if "key-with-markup" in p.name)
     env = {**os.environ, "IMGBUILD_STATE": str(tmp_path / "state")}
@@ -93,6 +93,7 @@ def test_real_process_prints_no_traceback(tmp_path: Path):
         text=True,
         env=env,
         cwd=tmp_path,
+        check=False,
         timeout=60,
     )
     assert result.returncode == 2 and result.stderr.strip().splitlines() == [f"error: {path}: [/x]: unknown key"], (
@@ -110,11 +111,16 @@ def test_real_process_prints_no_traceback(tmp_path: Path):
         (["build", "--release", "sid"], "'sid' is not one of 'trixie', 'bookworm'"),
     ],
 )
-def test_usage_errors_are_one_line(args: list[str], expect: str, tmp_path: Path):
+def test_usage_errors_are_one_line(args: list[str], expect: str, tmp_path: Path) -> None:
     """click's usage errors through the real entry point: one line and exit 2, not a framed block."""
     env = {**os.environ, "IMGBUILD_STATE": str(tmp_path / "state")}
     result = subprocess.run(
-        [str(Path(sys.executable).parent / "imgbuild"), *args], capture_output=True, text=True, env=env, timeout=60
+        [str(Path(sys.executable).parent / "imgbuild"), *args],
+        capture_output=True,
+        text=True,
+        env=env,
+        check=False,
+        timeout=60,
     )
     lines = result.stderr.strip().splitlines()
     assert result.returncode == 2 and len(lines) == 1 and lines[0].startswith("error: ") and expect in lines[0], (

@@ -4,13 +4,15 @@ from __future__ import annotations
 
 import importlib.util
 from pathlib import Path
+from typing import Any
 
 spec = importlib.util.spec_from_file_location("bench_run", Path(__file__).parents[2] / "bench/run.py")
+assert spec is not None and spec.loader is not None
 bench = importlib.util.module_from_spec(spec)
 spec.loader.exec_module(bench)
 
 
-def drill(name: str, outage: float, passed: bool, bounded: str = "outage_s", **extra: float) -> dict:
+def drill(name: str, outage: float, passed: bool, bounded: str = "outage_s", **extra: float) -> dict[str, Any]:
     return {
         "name": name,
         "bound_s": 2.0,

@@ -20,25 +20,25 @@ def probe(
     ]
 
 
-def test_no_failure_is_no_outage():
+def test_no_failure_is_no_outage() -> None:
     assert failure_windows(probe("....")) == []
     assert outage(probe("....")) == 0.0
 
 
-def test_outage_runs_from_first_failure_to_first_success_after_it():
+def test_outage_runs_from_first_failure_to_first_success_after_it() -> None:
     rows = probe("..xxxx..")
     assert failure_windows(rows) == [(0.1, 0.30000000000000004)]
     assert math.isclose(outage(rows), 0.2)
 
 
-def test_separate_windows_and_the_first_is_the_outage():
+def test_separate_windows_and_the_first_is_the_outage() -> None:
     rows = probe(".xx..x.")
     windows = failure_windows(rows)
     assert len(windows) == 2
     assert math.isclose(outage(rows), 0.1)
 
 
-def test_no_recovery_is_an_infinite_outage():
+def test_no_recovery_is_an_infinite_outage() -> None:
     assert failure_windows(probe("..xx")) == [(0.1, math.inf)]
     assert outage(probe("..xx")) == math.inf
 
@@ -54,7 +54,7 @@ def test_no_recovery_is_an_infinite_outage():
         ("x.xx...xxx.", [(0.0, 0.05), (0.1, 0.2), (0.35, 0.5)]),
     ],
 )
-def test_windows_and_outage_of_a_series(pattern: str, windows: list[tuple[float, float]]):
+def test_windows_and_outage_of_a_series(pattern: str, windows: list[tuple[float, float]]) -> None:
     """Each failure window, from its first failed request's start to the next success's start;
     the outage is the first window's length, the total every window's."""
     rows = probe(pattern)
@@ -65,7 +65,7 @@ def test_windows_and_outage_of_a_series(pattern: str, windows: list[tuple[float,
     assert seen.outage_total_s == pytest.approx(sum(end - start for start, end in windows))
 
 
-def test_outage_is_time_between_request_starts_not_a_count_of_failures():
+def test_outage_is_time_between_request_starts_not_a_count_of_failures() -> None:
     """A client that stalled between requests: the outage is the clock's, however few requests failed."""
     rows = [
         (0.0, 0.01, True, "web1", "new"),
@@ -79,18 +79,18 @@ def test_outage_is_time_between_request_starts_not_a_count_of_failures():
     assert figures(rows, [], broken=0, download_error=None, since=0.0).outage_total_s == pytest.approx(1.5 + 1.45)
 
 
-def test_outage_of_another_channel():
+def test_outage_of_another_channel() -> None:
     rows = probe("....") + probe(".xx.", channel="keepalive-2")
     assert outage(rows) == 0.0
     assert outage(rows, channel="keepalive-2") == pytest.approx(0.1)
 
 
-def test_rows_in_any_order_and_other_channels_ignored():
+def test_rows_in_any_order_and_other_channels_ignored() -> None:
     rows = probe("..xx..")[::-1] + probe("xxxxxx", channel="keepalive-0")
     assert math.isclose(outage(rows), 0.1)
 
 
-def test_figures_count_from_the_fault_on():
+def test_figures_count_from_the_fault_on() -> None:
     rows = probe("x..xxx..") + probe(".x.", channel="keepalive-1")
     download = [(0.0, 100), (0.2, 100), (0.4, 100), (0.9, 50)]
     seen = figures(rows, download, broken=1, download_error=None, since=0.05)
@@ -101,13 +101,13 @@ def test_figures_count_from_the_fault_on():
     assert seen.as_dict()["outage_s"] == 0.15
 
 
-def test_figures_of_a_drill_that_never_recovered():
+def test_figures_of_a_drill_that_never_recovered() -> None:
     seen = figures(probe(".xx"), [(0.01, 10)], broken=0, download_error="reset", since=0.0)
     assert seen.outage_s == math.inf and seen.as_dict()["outage_s"] == math.inf
     assert seen.download_error == "reset"
 
 
-def test_failures_after_lists_each_failed_new_connection_with_its_reason():
+def test_failures_after_lists_each_failed_new_connection_with_its_reason() -> None:
     rows = [
         (1.0, 0.25, False, "connect timeout (port 40000)", "new"),
         (1.5, 0.01, True, "web1", "new"),
@@ -122,7 +122,7 @@ def test_failures_after_lists_each_failed_new_connection_with_its_reason():
     assert failures_after(rows, 0.8, until=1.9) == ["+0.20 s: connect timeout (port 40000)"]
 
 
-def test_get_says_why_a_new_connection_failed():
+def test_get_says_why_a_new_connection_failed() -> None:
     with socket.socket() as silent:  # accepts TCP, never answers: a hung server
         silent.bind(("127.0.0.1", 0))
         silent.listen()

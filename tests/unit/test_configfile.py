@@ -58,11 +58,11 @@ def _round_trip(cluster: model.Cluster) -> model.Cluster:
     return model.parse(tomllib.loads(configfile.render(cluster)), "rendered")
 
 
-def test_every_field_appears_under_its_table():
+def test_every_field_appears_under_its_table() -> None:
     assert _settings() <= _shown(configfile.render(model.Cluster()))
 
 
-def test_every_field_and_table_is_explained():
+def test_every_field_and_table_is_explained() -> None:
     for header, table, names in _tables():
         assert table.__doc__, f"{table.__name__} needs a docstring: it explains {header or 'the file'}"
         for name in names:
@@ -72,17 +72,17 @@ def test_every_field_and_table_is_explained():
                 assert info.examples, f"{table.__name__}.{name} may be unset: it needs examples=[...] to show"
 
 
-def test_lines_fit_the_width():
+def test_lines_fit_the_width() -> None:
     assert max(map(len, configfile.render(model.Cluster()).splitlines())) <= configfile.WIDTH
 
 
 @pytest.mark.parametrize("name", ["custom.toml", "keepalived.toml"])
-def test_other_clusters_read_back_unchanged(name):
+def test_other_clusters_read_back_unchanged(name: str) -> None:
     cluster = model.load(CLUSTERS / name)
     assert cluster != model.Cluster() and _round_trip(cluster) == cluster
 
 
-def test_uncommenting_every_example_sets_every_field():
+def test_uncommenting_every_example_sets_every_field() -> None:
     """Each example is a valid value, so an operator can uncomment one and edit it."""
     text = configfile.render(model.Cluster())
     assert COMMENTED_OUT.search(text), "the default leaves some fields unset"
@@ -91,12 +91,12 @@ def test_uncommenting_every_example_sets_every_field():
     assert _round_trip(cluster) == cluster
 
 
-def test_awkward_strings_read_back_unchanged():
+def test_awkward_strings_read_back_unchanged() -> None:
     key = 'ssh-ed25519 AAAAC3NzaC1lZDI1NTE5 "quoted" back\\slash ünïcode 🐒'
     cluster = model.parse({"admin": {"ssh_keys": [key], "password": 'pa"ss\\wörd 🐒'}})
     assert _round_trip(cluster) == cluster
 
 
 @given(value=st.one_of(PLAIN, st.lists(PLAIN, max_size=4)))
-def test_any_plain_value_is_a_toml_literal(value):
+def test_any_plain_value_is_a_toml_literal(value: object) -> None:
     assert tomllib.loads(f"key = {configfile._value(value)}")["key"] == value

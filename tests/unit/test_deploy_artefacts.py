@@ -17,7 +17,7 @@ from imgbuild.model import Cluster, OpenStack, parse
 MIB = 1 << 20
 
 
-def test_layout_is_aligned_root_last_with_room_for_backup_gpt():
+def test_layout_is_aligned_root_last_with_room_for_backup_gpt() -> None:
     lay = wholedisk.layout(1000 * MIB + 5)
     parts = [lay.bios, lay.esp, lay.root]
     assert all(p.start % MIB == 0 and p.size % MIB == 0 for p in parts)
@@ -26,7 +26,7 @@ def test_layout_is_aligned_root_last_with_room_for_backup_gpt():
     assert lay.disk_bytes - (lay.root.start + lay.root.size) >= 33 * 512
 
 
-def test_bios_boot_sectors_point_at_each_other():
+def test_bios_boot_sectors_point_at_each_other() -> None:
     lay = wholedisk.layout(100 * MIB)
     core = bytearray(3 * 512 + 7)
     struct.pack_into("<QH", core, wholedisk.BLOCKLIST, 2, 3)  # as grub-mkimage writes it
@@ -41,7 +41,7 @@ def test_bios_boot_sectors_point_at_each_other():
 
 
 @pytest.mark.skipif(shutil.which("sfdisk") is None, reason="needs sfdisk")
-def test_partition_table_written_into_a_file(tmp_path: Path):
+def test_partition_table_written_into_a_file(tmp_path: Path) -> None:
     lay = wholedisk.layout(64 * MIB)
     disk = tmp_path / "disk.raw"
     with disk.open("wb") as f:
@@ -52,14 +52,14 @@ def test_partition_table_written_into_a_file(tmp_path: Path):
     assert f'"start": {lay.root.lba}' in table, table
 
 
-def test_grub_config_boots_the_image_kernel_by_root_label():
+def test_grub_config_boots_the_image_kernel_by_root_label() -> None:
     cfg = wholedisk.grub_config()
     assert "search --no-floppy --label cloudimg-rootfs --set root" in cfg
     assert "linux /vmlinuz root=LABEL=cloudimg-rootfs" in cfg and "console=ttyS0" in cfg
     assert cfg.rstrip().endswith("boot")
 
 
-def test_glance_properties_and_command_line():
+def test_glance_properties_and_command_line() -> None:
     glance = openstack.image_properties(
         "qcow2", 2 * (1 << 30) + 1, "bookworm", OpenStack(firmware="uefi", min_ram_mb=768)
     )
@@ -72,7 +72,7 @@ def test_glance_properties_and_command_line():
     assert "hw_machine_type" not in openstack.image_properties("raw", 1, "bookworm", OpenStack())["properties"]
 
 
-def test_pxe_configs_carry_node_identity_root_and_seed_urls():
+def test_pxe_configs_carry_node_identity_root_and_seed_urls() -> None:
     cluster = Cluster()
     node = cluster.node("webserver1")
     assert str(cluster.pxe_server()) == "192.168.0.254"
@@ -90,7 +90,7 @@ def test_pxe_configs_carry_node_identity_root_and_seed_urls():
     assert "APPEND boot=http " in pxe.pxelinux_config(cluster, node)
 
 
-def test_pxe_server_must_be_a_free_subnet_address():
+def test_pxe_server_must_be_a_free_subnet_address() -> None:
     with pytest.raises(ConfigError, match=r"^config: pxe\.server 192\.168\.0\.101 must be a free host address"):
         parse({"pxe": {"server": "192.168.0.101"}})
     assert str(parse({"pxe": {"server": "192.168.0.2"}}).pxe_server()) == "192.168.0.2"

@@ -39,7 +39,7 @@ def in_namespace(root: Path, *argv: str) -> list[str]:
 
 def run(root: Path, *argv: str, **env: str) -> subprocess.CompletedProcess[str]:
     env = stub_env(root, **env)
-    return subprocess.run(in_namespace(root, *argv), env=env, capture_output=True, text=True, timeout=20)
+    return subprocess.run(in_namespace(root, *argv), env=env, capture_output=True, text=True, check=False, timeout=20)
 
 
 # -- harc ---------------------------------------------------------------------------------------

@@ -18,7 +18,8 @@ SERVICE = "-A -t 192.168.0.105:80 -s rr"
 STUBS = {
     "ip": """
 case "$*" in
-  "-4 -o addr show dev eth0") [ -e "$S/vip" ] && echo "2: eth0    inet 192.168.0.105/24 brd 192.168.0.255 scope global eth0" ;;
+  "-4 -o addr show dev eth0")
+    [ -e "$S/vip" ] && echo "2: eth0    inet 192.168.0.105/24 brd 192.168.0.255 scope global eth0" ;;
   "addr add "*) touch "$S/vip" ;;
   "addr del "*) rm "$S/vip" ;;
 esac""",
@@ -29,7 +30,10 @@ case "$1" in
   -D) grep -vF -- "$2 $3 " "$S/table" > "$S/table.new"; mv "$S/table.new" "$S/table" ;;
 esac
 # the kernel's view, as /proc/net/ip_vs shows it (192.168.0.105:80 in hex)
-{ echo "Prot LocalAddress:Port Scheduler Flags"; grep -q "192.168.0.105:80" "$S/table" 2>/dev/null && echo "TCP  C0A80069:0050 rr"; } > "$S/proc/net/ip_vs"
+{
+  echo "Prot LocalAddress:Port Scheduler Flags"
+  grep -q "192.168.0.105:80" "$S/table" 2>/dev/null && echo "TCP  C0A80069:0050 rr"
+} > "$S/proc/net/ip_vs"
 """,
     "systemd-run": 'mkdir -p "$S/run/systemd/transient"; touch "$S/run/systemd/transient/imgbuild-vip-release.service"',
     "systemctl": 'rm -f "$S/run/systemd/transient/imgbuild-vip-release.service"',
@@ -67,7 +71,7 @@ def root(tmp_path: Path) -> Path:
 def run(root: Path, action: str, **extra: str) -> str:
     env = stub_env(root, LVSDIRECTOR_ROOT=str(root), **extra)
     result = subprocess.run(
-        [str(SCRIPT), SPEC, "ldirectord.cf", action], env=env, capture_output=True, text=True, timeout=10
+        [str(SCRIPT), SPEC, "ldirectord.cf", action], env=env, capture_output=True, text=True, check=False, timeout=10
     )
     assert result.returncode == 0, result.stderr
     return result.stdout

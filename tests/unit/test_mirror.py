@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from imgbuild.builder import mirror
@@ -21,7 +23,7 @@ Components: main
 """
 
 
-def _apt(tmp_path, main_list="", parts=None):
+def _apt(tmp_path: Path, main_list: str = "", parts: dict[str, str] | None = None) -> Path:
     (tmp_path / "sources.list.d").mkdir()
     (tmp_path / "sources.list").write_text(main_list)
     for name, text in (parts or {}).items():
@@ -29,7 +31,7 @@ def _apt(tmp_path, main_list="", parts=None):
     return tmp_path
 
 
-def test_deb822_sources(tmp_path, monkeypatch):
+def test_deb822_sources(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("IMGBUILD_MIRROR", raising=False)
     monkeypatch.delenv("IMGBUILD_SECURITY_MIRROR", raising=False)
     apt = _apt(
@@ -40,14 +42,19 @@ def test_deb822_sources(tmp_path, monkeypatch):
     )
 
 
-def test_one_line_sources_with_options(tmp_path, monkeypatch):
+def test_one_line_sources_with_options(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("IMGBUILD_MIRROR", raising=False)
     monkeypatch.delenv("IMGBUILD_SECURITY_MIRROR", raising=False)
-    text = "# comment\ndeb-src http://x/debian bookworm main\ndeb [arch=amd64 signed-by=/k.gpg] http://a/debian/ bookworm main contrib\ndeb http://a/sec bookworm-security main\n"
+    text = (
+        "# comment\n"
+        "deb-src http://x/debian bookworm main\n"
+        "deb [arch=amd64 signed-by=/k.gpg] http://a/debian/ bookworm main contrib\n"
+        "deb http://a/sec bookworm-security main\n"
+    )
     assert mirror.resolve("bookworm", apt_etc=_apt(tmp_path, text)) == mirror.Mirrors("http://a/debian", "http://a/sec")
 
 
-def test_flag_and_environment_override(tmp_path, monkeypatch):
+def test_flag_and_environment_override(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     apt = _apt(tmp_path, parts={"debian.sources": DEB822})
     monkeypatch.setenv("IMGBUILD_MIRROR", "http://env/debian")
     monkeypatch.delenv("IMGBUILD_SECURITY_MIRROR", raising=False)
@@ -55,21 +62,21 @@ def test_flag_and_environment_override(tmp_path, monkeypatch):
     assert mirror.resolve("bookworm", main="http://flag/debian", apt_etc=apt).main == "http://flag/debian"
 
 
-def test_no_mirror_is_one_clear_line(tmp_path, monkeypatch):
+def test_no_mirror_is_one_clear_line(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("IMGBUILD_MIRROR", raising=False)
     monkeypatch.delenv("IMGBUILD_SECURITY_MIRROR", raising=False)
     with pytest.raises(UserError, match="--mirror"):
         mirror.resolve("bookworm", apt_etc=_apt(tmp_path))
 
 
-def test_unreachable_mirror_is_one_clear_line():
+def test_unreachable_mirror_is_one_clear_line() -> None:
     with pytest.raises(UserError, match="mirror unreachable"):
         mirror.check_reachable(
             mirror.Mirrors("http://127.0.0.1:9/debian", "http://127.0.0.1:9/sec"), "bookworm", timeout=2
         )
 
 
-def test_another_release_from_the_hosts_mirror(tmp_path, monkeypatch):
+def test_another_release_from_the_hosts_mirror(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     # A bookworm host builds trixie images from the archive it uses itself, not from a third party.
     monkeypatch.delenv("IMGBUILD_MIRROR", raising=False)
     monkeypatch.delenv("IMGBUILD_SECURITY_MIRROR", raising=False)

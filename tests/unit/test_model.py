@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import tomllib
+from pathlib import Path
+from typing import Any
 
 import pytest
 from hypothesis import given, settings
@@ -12,7 +14,7 @@ from imgbuild import configfile, model
 from imgbuild.errors import ConfigError
 
 
-def test_default_is_the_seed_cluster():
+def test_default_is_the_seed_cluster() -> None:
     c = model.Cluster()
     assert [(n.name, n.role.value, str(n.address)) for n in c.nodes] == [
         ("webserver1", "webserver", "192.168.0.101"),
@@ -32,7 +34,7 @@ def test_default_is_the_seed_cluster():
     assert c.link_address(c.node("webserver1")) is None
 
 
-def test_init_file_round_trips_to_the_default():
+def test_init_file_round_trips_to_the_default() -> None:
     text = configfile.render(model.Cluster())
     assert model.parse(tomllib.loads(text)) == model.Cluster()
     assert text.count("#") > 20, "the written file explains its fields"
@@ -84,7 +86,7 @@ def test_init_file_round_trips_to_the_default():
         ({"build": {"mirror": "http://deb.example.org/debian\n"}}, "is not an http(s):// or file:// URL"),
     ],
 )
-def test_invalid_descriptions_get_one_line(data, message):
+def test_invalid_descriptions_get_one_line(data: dict[str, Any], message: str) -> None:
     with pytest.raises(ConfigError) as err:
         model.parse(data, "cluster.toml")
     text = str(err.value)
@@ -93,13 +95,13 @@ def test_invalid_descriptions_get_one_line(data, message):
 
 
 @pytest.mark.parametrize("release", model.RELEASES)
-def test_every_scheduler_of_the_release_is_accepted(release):
+def test_every_scheduler_of_the_release_is_accepted(release: str) -> None:
     for scheduler in model.SCHEDULERS[release]:
         cluster = model.parse({"balancer": {"scheduler": scheduler}, "build": {"release": release}})
         assert f"ip_vs_{scheduler}" in model.ipvs_modules(release) and cluster.balancer.scheduler == scheduler
 
 
-def test_another_release_is_validated_again():
+def test_another_release_is_validated_again() -> None:
     cluster = model.parse({"balancer": {"scheduler": "twos"}})
     assert cluster.build.release == "trixie"
     with pytest.raises(
@@ -109,7 +111,7 @@ def test_another_release_is_validated_again():
     assert model.Cluster().for_release("bookworm").for_release("trixie") == model.Cluster()
 
 
-def _nodes(lbs: int, webs: int, dup: bool = False) -> list[dict]:
+def _nodes(lbs: int, webs: int, dup: bool = False) -> list[dict[str, str]]:
     nodes = [{"name": f"lb{i}", "role": "loadbalancer", "address": f"192.168.0.{10 + i}"} for i in range(lbs)]
     nodes += [{"name": f"web{i}", "role": "webserver", "address": f"192.168.0.{50 + i}"} for i in range(webs)]
     if dup and nodes:
@@ -119,7 +121,7 @@ def _nodes(lbs: int, webs: int, dup: bool = False) -> list[dict]:
 
 @settings(max_examples=60, deadline=None)
 @given(lbs=st.integers(0, 4), webs=st.integers(0, 4), dup=st.booleans())
-def test_topology_rules(lbs, webs, dup):
+def test_topology_rules(lbs: int, webs: int, dup: bool) -> None:
     data = {"nodes": _nodes(lbs, webs, dup)}
     valid = lbs == 2 and webs >= 1 and not dup
     if valid:
@@ -136,7 +138,7 @@ def test_topology_rules(lbs, webs, dup):
     warntime=st.integers(100, 20000),
     initdead=st.integers(200, 60000),
 )
-def test_heartbeat_timing_rules(keepalive, deadtime, warntime, initdead):
+def test_heartbeat_timing_rules(keepalive: int, deadtime: int, warntime: int, initdead: int) -> None:
     data = {
         "heartbeat": {
             "keepalive_ms": keepalive,
@@ -153,12 +155,12 @@ def test_heartbeat_timing_rules(keepalive, deadtime, warntime, initdead):
             model.parse(data)
 
 
-def test_load_missing_file_says_how_to_fix(tmp_path):
+def test_load_missing_file_says_how_to_fix(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="imgbuild init"):
         model.load(tmp_path / "nope.toml")
 
 
-def test_macs_are_stable_and_distinct():
+def test_macs_are_stable_and_distinct() -> None:
     c = model.Cluster()
     macs = [c.mac(n) for n in c.nodes]
     assert len(set(macs)) == 4 and all(m.startswith("52:54:") for m in macs)

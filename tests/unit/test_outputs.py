@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import stat
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -17,7 +18,7 @@ CLUSTER = model.Cluster()
 SECRETS = render.Secrets(authkeys="ab" * 32, admin_keys=["ssh-ed25519 AAAAC3Nza test"])
 
 
-def test_a_symlinked_seeds_dir_is_refused_and_its_target_untouched(tmp_path: Path):
+def test_a_symlinked_seeds_dir_is_refused_and_its_target_untouched(tmp_path: Path) -> None:
     target = tmp_path / "etc"
     target.mkdir(mode=0o755)
     (tmp_path / "seeds").symlink_to(target)
@@ -26,7 +27,7 @@ def test_a_symlinked_seeds_dir_is_refused_and_its_target_untouched(tmp_path: Pat
     assert stat.S_IMODE(target.stat().st_mode) == 0o755 and not list(target.iterdir())
 
 
-def test_a_symlinked_node_dir_is_refused_and_left_as_it_was(tmp_path: Path):
+def test_a_symlinked_node_dir_is_refused_and_left_as_it_was(tmp_path: Path) -> None:
     out = output_dir(tmp_path / "seeds", private=True)
     (tmp_path / "elsewhere").mkdir()
     (out / "loadb1").symlink_to(tmp_path / "elsewhere")
@@ -36,7 +37,7 @@ def test_a_symlinked_node_dir_is_refused_and_left_as_it_was(tmp_path: Path):
     assert [p.name for p in out.iterdir()] == ["loadb1"], "no staging directory left behind"
 
 
-def test_publish_replaces_a_real_directory(tmp_path: Path):
+def test_publish_replaces_a_real_directory(tmp_path: Path) -> None:
     final, new = tmp_path / "final", tmp_path / "new"
     final.mkdir()
     (final / "old").write_text("old")
@@ -46,11 +47,11 @@ def test_publish_replaces_a_real_directory(tmp_path: Path):
     assert [p.name for p in final.iterdir()] == ["fresh"] and not new.exists()
 
 
-def _kept(tmp_path: Path, workdir: Path) -> dict:
+def _kept(tmp_path: Path, workdir: Path) -> dict[str, Any]:
     return {"netns": "imgbuild-999999", "pids": [], "workdir": str(workdir), "nodes": {"webserver1": "192.168.0.101"}}
 
 
-def test_staged_output_appears_whole_or_not_at_all(tmp_path: Path):
+def test_staged_output_appears_whole_or_not_at_all(tmp_path: Path) -> None:
     final = tmp_path / "out"
     final.mkdir()
     (final / "old").write_text("old")
@@ -65,7 +66,7 @@ def test_staged_output_appears_whole_or_not_at_all(tmp_path: Path):
     assert stat.S_IMODE(final.stat().st_mode) == 0o755
 
 
-def test_down_removes_only_the_nodes_overlays(tmp_path: Path):
+def test_down_removes_only_the_nodes_overlays(tmp_path: Path) -> None:
     workdir = tmp_path / "verify-20260101-000000"
     workdir.mkdir()
     for name in ("webserver1.qcow2", "unrelated.qcow2", "report.json"):
@@ -85,7 +86,7 @@ def test_down_removes_only_the_nodes_overlays(tmp_path: Path):
         {"workdir": None},
     ],
 )
-def test_down_refuses_a_record_that_is_not_a_verify_runs(tmp_path: Path, change: dict):
+def test_down_refuses_a_record_that_is_not_a_verify_runs(tmp_path: Path, change: dict[str, Any]) -> None:
     victim = tmp_path / "etc"
     victim.mkdir()
     (victim / "webserver1.qcow2").write_text("keep me")

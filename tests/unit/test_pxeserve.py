@@ -48,11 +48,11 @@ def get(port: int, path: str, source: str) -> int:
     return status
 
 
-def test_boot_script_to_anyone(server: int):
+def test_boot_script_to_anyone(server: int) -> None:
     assert get(server, "/boot.ipxe", "127.0.0.9") == 200
 
 
-def test_seed_only_to_its_own_node(server: int):
+def test_seed_only_to_its_own_node(server: int) -> None:
     assert get(server, "/seeds/loadb1/user-data", "127.0.0.2") == 200
     assert get(server, "/seeds/loadb1/user-data", "127.0.0.3") == 403
     assert get(server, "/seeds/loadb1/user-data", "127.0.0.9") == 403
@@ -69,12 +69,12 @@ def test_seed_only_to_its_own_node(server: int):
         assert get(server, trick, "127.0.0.9") == 403, trick
 
 
-def test_no_directory_listings(server: int):
+def test_no_directory_listings(server: int) -> None:
     for path in ("/", "/seeds/", "/seeds/loadb1/"):
         assert get(server, path, "127.0.0.2") in (403, 404), path
 
 
-def test_seed_owners_come_from_the_model():
+def test_seed_owners_come_from_the_model() -> None:
     assert pxeserve.handler_for(CLUSTER).seed_owners == {
         "loadb1": "192.168.0.103",
         "loadb2": "192.168.0.104",

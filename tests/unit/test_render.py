@@ -6,6 +6,7 @@ import json
 import os
 import stat
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -28,7 +29,7 @@ def _rendered(node: model.Node) -> dict[str, str]:
 
 
 @pytest.mark.parametrize("node", CLUSTER.nodes, ids=[n.name for n in CLUSTER.nodes])
-def test_golden(node):
+def test_golden(node: model.Node) -> None:
     for name, content in _rendered(node).items():
         golden = GOLDEN / node.name / name
         if os.environ.get("UPDATE_GOLDEN"):
@@ -37,7 +38,7 @@ def test_golden(node):
         assert golden.read_text() == content, f"{golden} differs; UPDATE_GOLDEN=1 rewrites it after review"
 
 
-def test_seed_values_in_balancer_files():
+def test_seed_values_in_balancer_files() -> None:
     files = {f["path"]: f for f in render.node_files(CLUSTER, CLUSTER.node("loadb1"), SECRETS)}
     assert (
         files["/etc/ha.d/haresources"]["content"].strip()
@@ -79,7 +80,8 @@ def test_seed_values_in_balancer_files():
         ({"balancer": {"scheduler": "wlc"}}, "scheduler=wlc"),
         (
             {"heartbeat": {"transports": ["mcast", "ucast"]}},
-            "mcast eth0 225.0.0.1 694 1 0\nmcast eth1 225.0.0.1 694 1 0\nucast eth0 192.168.0.103\nucast eth0 192.168.0.104\nucast eth1 10.255.255.1\nucast eth1 10.255.255.2",
+            "mcast eth0 225.0.0.1 694 1 0\nmcast eth1 225.0.0.1 694 1 0\n"
+            "ucast eth0 192.168.0.103\nucast eth0 192.168.0.104\nucast eth1 10.255.255.1\nucast eth1 10.255.255.2",
         ),
         ({"heartbeat": {"link": {"enabled": False}}}, "bcast eth0\n"),
         ({"heartbeat": {"link": {"interface": "ens5", "subnet": "172.31.0.0/29"}}}, "bcast eth0 ens5\n"),
@@ -87,13 +89,13 @@ def test_seed_values_in_balancer_files():
         ({"heartbeat": {"auth_method": "md5"}}, "3 md5 "),
     ],
 )
-def test_options_reach_the_files(change, expect):
+def test_options_reach_the_files(change: dict[str, Any], expect: str) -> None:
     cluster = model.parse(change)
     text = "".join(f["content"] for f in render.node_files(cluster, cluster.node("loadb2"), SECRETS))
     assert expect in text
 
 
-def test_keepalived_stack_renders_its_own_files_only():
+def test_keepalived_stack_renders_its_own_files_only() -> None:
     cluster = model.parse({"ha": {"stack": "keepalived"}})
     files = {
         node.name: {f["path"]: f["content"] for f in render.node_files(cluster, node, SECRETS)}
@@ -152,31 +154,31 @@ def test_keepalived_stack_renders_its_own_files_only():
         ),
     ],
 )
-def test_keepalived_options_reach_the_file(change, expect, absent):
+def test_keepalived_options_reach_the_file(change: dict[str, Any], expect: str, absent: str) -> None:
     cluster = model.parse({"ha": {"stack": "keepalived"}} | change)
     conf = render.node_files(cluster, cluster.node("loadb2"), SECRETS)[0]["content"]
     assert expect in conf and absent not in conf
 
 
-def test_md5_warns_and_sha1_does_not():
+def test_md5_warns_and_sha1_does_not() -> None:
     assert credentials.warnings(model.parse({"heartbeat": {"auth_method": "md5"}}))
     assert not credentials.warnings(CLUSTER)
 
 
-def test_password_only_as_sha512_hash():
+def test_password_only_as_sha512_hash() -> None:
     secrets = render.Secrets("x" * 64, ["ssh-ed25519 AAAA k"], render.hash_password("s3cret pass"))
     text = render.render_node(CLUSTER, CLUSTER.node("webserver1"), secrets).user_data
     assert "s3cret" not in text and "$6$" in text and "ssh_pwauth: true" in text and "lock_passwd: false" in text
     assert "ssh_pwauth: false" in render.render_node(CLUSTER, CLUSTER.node("webserver1"), SECRETS).user_data
 
 
-def test_masked_review_hides_secrets():
+def test_masked_review_hides_secrets() -> None:
     text = render.render_node(CLUSTER, CLUSTER.node("loadb1"), SECRETS).user_data
     shown = render.masked(text, SECRETS)
     assert SECRETS.authkeys in text and SECRETS.authkeys not in shown and render.MASK in shown
 
 
-def test_masked_hides_every_encoding_of_a_secret():
+def test_masked_hides_every_encoding_of_a_secret() -> None:
     """As written, as JSON escapes it and as YAML quotes it: a hash with '\\' or '"' or non-ASCII."""
     odd = render.Secrets(authkeys='s3"cr\\et€', admin_keys=[], password_hash='$6$a/b\\c"')
     text = "\n".join(
@@ -186,7 +188,7 @@ def test_masked_hides_every_encoding_of_a_secret():
     assert "cr" not in shown and "a/b" not in shown and shown.count(render.MASK) == 6, shown
 
 
-def test_state_secrets_are_private_and_stable(tmp_path, monkeypatch):
+def test_state_secrets_are_private_and_stable(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("IMGBUILD_STATE", str(tmp_path))
     first = state.authkeys_secret("c1")
     assert len(bytes.fromhex(first)) >= 32 and first == state.authkeys_secret("c1") != state.authkeys_secret("c2")
@@ -197,7 +199,7 @@ def test_state_secrets_are_private_and_stable(tmp_path, monkeypatch):
     assert stat.S_IMODE((tmp_path / "c1").stat().st_mode) == 0o700
 
 
-def test_seed_volumes_read_back(tmp_path):
+def test_seed_volumes_read_back(tmp_path: Path) -> None:
     out = seeds.write_node_seed(CLUSTER, CLUSTER.node("loadb1"), SECRETS, tmp_path / "seeds")
     assert stat.S_IMODE(out.stat().st_mode) == 0o700 and stat.S_IMODE((tmp_path / "seeds").stat().st_mode) == 0o700
     for path in out.iterdir():

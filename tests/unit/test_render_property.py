@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import ipaddress
 import re
+from typing import Any
 
 import yaml
 from hypothesis import HealthCheck, given, settings
@@ -42,7 +43,7 @@ PXELINUX = ("DEFAULT", "LABEL", "KERNEL", "INITRD", "APPEND")
 
 
 @st.composite
-def clusters(draw: st.DrawFn) -> dict:
+def clusters(draw: st.DrawFn) -> dict[str, Any]:
     prefix = draw(st.integers(16, 26))
     base = draw(st.sampled_from(["10.0.0.0", "172.16.0.0", "192.168.0.0", "100.64.0.0"]))
     subnet = ipaddress.IPv4Network(f"{base}/{prefix}")
@@ -55,7 +56,7 @@ def clusters(draw: st.DrawFn) -> dict:
     page = model.served_pages()["ldirector.html"].strip()
     start = draw(st.integers(0, len(page) - 1))
     receive = page[start : draw(st.integers(start + 1, len(page)))]
-    data: dict = {
+    data: dict[str, Any] = {
         "name": draw(HOSTNAME),
         "nodes": draw(st.permutations(nodes)),
         "network": {
@@ -101,7 +102,7 @@ def _lines(text: str) -> list[str]:
 
 @settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(data=clusters(), secret=st.from_regex(r"[0-9a-f]{64}", fullmatch=True))
-def test_every_rendered_artefact_parses(data: dict, secret: str):
+def test_every_rendered_artefact_parses(data: dict[str, Any], secret: str) -> None:
     cluster = model.parse(data)
     keys = list(cluster.admin.ssh_keys) or ["ssh-ed25519 AAAAC3Nza generated"]
     secrets = render.Secrets(

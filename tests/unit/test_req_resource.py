@@ -34,6 +34,7 @@ def run(root: Path, **env: str) -> list[str]:
         env={**os.environ, "IMGBUILD_ROOT": str(root), **env},
         capture_output=True,
         text=True,
+        check=False,
         timeout=10,
     )
     assert result.returncode == 0, result.stderr

@@ -10,11 +10,11 @@ import pytest
 from imgbuild.run import CommandFailed, logging_to, run, start
 
 
-def test_success_returns_the_output():
+def test_success_returns_the_output() -> None:
     assert run(["sh", "-c", "echo out; echo err >&2"], text=True).stdout == "out\n"
 
 
-def test_failure_is_one_line_with_the_stderr_tail_as_detail(tmp_path: Path):
+def test_failure_is_one_line_with_the_stderr_tail_as_detail(tmp_path: Path) -> None:
     script = "for i in $(seq 1 30); do echo line$i >&2; done; exit 3"
     with pytest.raises(CommandFailed) as err:
         run(["sh", "-c", script], why="testing", hint="do something else", log_path=tmp_path / "x.log")
@@ -28,11 +28,11 @@ def test_failure_is_one_line_with_the_stderr_tail_as_detail(tmp_path: Path):
     assert err.value.exit_code == 1
 
 
-def test_check_false_hands_back_the_status():
+def test_check_false_hands_back_the_status() -> None:
     assert run(["sh", "-c", "exit 4"], check=False).returncode == 4
 
 
-def test_missing_program_and_timeout_are_one_line():
+def test_missing_program_and_timeout_are_one_line() -> None:
     with pytest.raises(CommandFailed, match=r"^no-such-tool not found; install no-such-pkg \(needed for"):
         run(["no-such-tool", "--x"], hint="install no-such-pkg")
     with pytest.raises(CommandFailed, match="did not finish within 0 s while waiting"):
@@ -41,13 +41,13 @@ def test_missing_program_and_timeout_are_one_line():
         start(["no-such-tool"])
 
 
-def test_a_long_command_is_shortened():
+def test_a_long_command_is_shortened() -> None:
     with pytest.raises(CommandFailed) as err:
         run(["sh", "-c", "exit 1", *["argument"] * 50])
     assert len(str(err.value)) < 250
 
 
-def test_commands_in_a_logging_context_are_logged_and_failures_name_the_log(tmp_path: Path):
+def test_commands_in_a_logging_context_are_logged_and_failures_name_the_log(tmp_path: Path) -> None:
     log = tmp_path / "commands.log"
     with logging_to(log):
         run(["true"])

@@ -4,6 +4,7 @@ load-based ones (against a local HTTP server on loopback)."""
 from __future__ import annotations
 
 import threading
+from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
@@ -13,7 +14,7 @@ from imgbuild.verify.client import held
 from imgbuild.verify.schedulers import EVEN, PINNED, spread_of
 
 
-def test_every_scheduler_has_an_expectation():
+def test_every_scheduler_has_an_expectation() -> None:
     kinds = {s: spread_of(Balancer(scheduler=s)) for s in ALL_SCHEDULERS}
     assert {s for s, k in kinds.items() if k == "even"} == {"rr", "wrr"}
     assert {s for s, k in kinds.items() if k == "pinned"} == {"sh", "mh", "dh", "lblc", "lblcr", "fo"}
@@ -22,7 +23,7 @@ def test_every_scheduler_has_an_expectation():
 
 
 @pytest.mark.parametrize("scheduler", ["rr", "wlc", "sh"])
-def test_persistence_pins_the_client_whatever_the_scheduler(scheduler: str):
+def test_persistence_pins_the_client_whatever_the_scheduler(scheduler: str) -> None:
     assert spread_of(Balancer(scheduler=scheduler, persistence=60)) == "pinned"
 
 
@@ -61,7 +62,7 @@ class _Handler(BaseHTTPRequestHandler):
 
 
 @pytest.fixture
-def server():
+def server() -> Iterator[_Server]:
     httpd = _Server(("127.0.0.1", 0), _Handler)
     thread = threading.Thread(target=httpd.serve_forever, daemon=True)
     thread.start()
@@ -70,13 +71,13 @@ def server():
     httpd.server_close()
 
 
-def test_held_connections_are_open_at_once(server):
+def test_held_connections_are_open_at_once(server: _Server) -> None:
     answers = held("127.0.0.1", server.server_address[1], "/", 5)
     assert answers == ["web-b"] * 5
     assert server.most_open == 5, "each connection must stay open until the last has answered"
 
 
-def test_held_counts_failures_as_none(server):
+def test_held_counts_failures_as_none(server: _Server) -> None:
     assert held("127.0.0.1", server.server_address[1], "/missing", 2) == [None, None]
     closed = server.server_address[1]
     server.shutdown()

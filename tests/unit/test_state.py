@@ -21,7 +21,7 @@ def state_root(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     return root
 
 
-def test_dirs_and_files_are_private_under_a_wide_umask(state_root: Path):
+def test_dirs_and_files_are_private_under_a_wide_umask(state_root: Path) -> None:
     old = os.umask(0)
     try:
         state.authkeys_secret("c1")
@@ -34,7 +34,7 @@ def test_dirs_and_files_are_private_under_a_wide_umask(state_root: Path):
         assert stat.S_IMODE((state_root / "c1" / f).stat().st_mode) == 0o600, f
 
 
-def test_someone_elses_or_shared_dir_is_refused(state_root: Path):
+def test_someone_elses_or_shared_dir_is_refused(state_root: Path) -> None:
     state_root.mkdir(mode=0o700)
     (state_root / "c1").mkdir()
     os.chmod(state_root / "c1", 0o777)
@@ -46,7 +46,7 @@ def test_someone_elses_or_shared_dir_is_refused(state_root: Path):
         state.authkeys_secret("c1")
 
 
-def test_symlinks_are_never_followed(state_root: Path, tmp_path: Path):
+def test_symlinks_are_never_followed(state_root: Path, tmp_path: Path) -> None:
     target = tmp_path / "elsewhere"
     target.mkdir()
     state_root.mkdir(mode=0o700)
@@ -63,7 +63,7 @@ def test_symlinks_are_never_followed(state_root: Path, tmp_path: Path):
 
 
 @pytest.mark.parametrize("content", ["", "abc", "zz" * 32])
-def test_empty_or_short_secret_is_an_error(state_root: Path, content: str):
+def test_empty_or_short_secret_is_an_error(state_root: Path, content: str) -> None:
     directory = state.cluster_dir("c1")
     state.write_private(directory / "authkeys.secret", content.encode())
     with pytest.raises(UserError, match="delete it to make a new one"):
@@ -79,7 +79,7 @@ def _make(_: int) -> tuple[str, str, str]:
     return state.authkeys_secret("race"), public, derived
 
 
-def test_racing_runs_agree_on_one_secret_and_one_key():
+def test_racing_runs_agree_on_one_secret_and_one_key() -> None:
     with multiprocessing.get_context("fork").Pool(8) as pool:
         results = pool.map(_make, range(16))
     assert len({r[0] for r in results}) == 1
