@@ -16,13 +16,13 @@ from pathlib import Path
 from typing import TypedDict
 
 from imgbuild import ui
-from imgbuild.builder import dib, imagefs, mirror, preflight, wholedisk
+from imgbuild.builder import dib, imagefs, mirror, preflight, sbom, wholedisk
 from imgbuild.builder.cache import dib_cache_dir, image_key
 from imgbuild.builder.elements import role_elements
 from imgbuild.builder.mirror import Mirrors
 from imgbuild.builder.openstack import GlanceImage, image_properties
 from imgbuild.model import Build, Cluster, OpenStack, Role
-from imgbuild.paths import MANIFEST, SUFFIX, build_log, release_dir, role_dir
+from imgbuild.paths import MANIFEST, SBOM_SUFFIX, SUFFIX, build_log, release_dir, role_dir
 from imgbuild.publish import output_dir, staged
 from imgbuild.run import logging_to, run
 
@@ -31,7 +31,16 @@ class Artefact(TypedDict, total=False):
     file: str
     bytes: int
     sha256: str
+    sha1: str
     virtual_bytes: int  # whole disks: the size a VM sees
+
+
+class SbomRecord(TypedDict):
+    file: str  # <role>.spdx.json, SPDX 2.3
+    sha256: str
+    packages: int  # installed Debian packages it lists
+    licensed: int  # of which with a licence from a machine-readable copyright file
+    seconds: float  # what writing it added to the build
 
 
 class Manifest(TypedDict):
@@ -50,6 +59,7 @@ class Manifest(TypedDict):
     artefacts: dict[str, Artefact]  # kind (paths.SUFFIX) -> file
     packages: dict[str, str]  # name -> version, as dpkg lists them in the image
     openstack: GlanceImage
+    sbom: SbomRecord
 
 
 @dataclass(frozen=True)
@@ -80,12 +90,14 @@ def _cache_hit(output: Path, role: Role, key: str) -> Manifest | None:
     return manifest
 
 
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
+def _digests(path: Path) -> tuple[str, str]:
+    """sha256 and sha1 in one read: the manifest's checksum and the one SPDX 2.3 requires of a file."""
+    sha256, sha1 = hashlib.sha256(), hashlib.sha1()
     with path.open("rb") as f:
         while chunk := f.read(1 << 20):
-            digest.update(chunk)
-    return digest.hexdigest()
+            sha256.update(chunk)
+            sha1.update(chunk)
+    return sha256.hexdigest(), sha1.hexdigest()
 
 
 def _wanted(build: Build) -> list[str]:
@@ -125,7 +137,8 @@ def _collect(stem: Path, dest: Path, role: Role, build: Build) -> dict[str, Arte
         target = dest / f"{role.value}.{SUFFIX[kind]}"
         stem.with_suffix(f".{SUFFIX[kind]}").rename(target)
         os.chmod(target, 0o644)
-        entries[kind] = {"file": target.name, "bytes": target.stat().st_size, "sha256": _sha256(target)}
+        sha256, sha1 = _digests(target)
+        entries[kind] = {"file": target.name, "bytes": target.stat().st_size, "sha256": sha256, "sha1": sha1}
     return entries
 
 
@@ -137,10 +150,45 @@ def _openstack(role: Role, release: str, artefacts: dict[str, Artefact], opensta
     return {"name": f"imgbuild-{role.value}", "artefact": kind, "file": disk["file"], **glance}
 
 
+def _write_json(path: Path, data: object) -> None:
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(json.dumps(data, indent=2) + "\n")
+    os.chmod(tmp, 0o644)
+    tmp.replace(path)
+
+
 def _write_manifest(directory: Path, manifest: Manifest) -> None:
-    tmp = directory / f".{MANIFEST}.tmp"
-    tmp.write_text(json.dumps(manifest, indent=2) + "\n")
-    tmp.replace(directory / MANIFEST)
+    _write_json(directory / MANIFEST, manifest)
+
+
+def _sbom(directory: Path, role: Role, release: str, built_at: str, artefacts: dict[str, Artefact]) -> SbomRecord:
+    """Write <role>.spdx.json beside the artefacts, from the packages in the role's root filesystem."""
+    started = time.monotonic()
+    raw = directory / artefacts["raw"]["file"]
+    packages = sbom.installed_packages(imagefs.read_text(raw, "/var/lib/dpkg/status") or "")
+    licences = sbom.image_licences(raw, packages)
+    document = sbom.document(
+        image_name=f"imgbuild-{role.value}",
+        release=release,
+        created=built_at,
+        packages=packages,
+        licences=licences,
+        artefacts={
+            kind: (a["file"], a["sha256"], a.get("sha1") or _digests(directory / a["file"])[1])
+            for kind, a in artefacts.items()
+        },
+        namespace_seed=f"imgbuild/{role.value}/{release}/{artefacts['raw']['sha256']}",
+    )
+    path = directory / f"{role.value}.{SBOM_SUFFIX}"
+    _write_json(path, document)
+    licensed = sum(1 for p in packages if p.name in licences)
+    return {
+        "file": path.name,
+        "sha256": _digests(path)[0],
+        "packages": len(packages),
+        "licensed": licensed,
+        "seconds": round(time.monotonic() - started, 2),
+    }
 
 
 def build_role(
@@ -156,8 +204,12 @@ def build_role(
     key = image_key(role, build, mirrors, dib.dib_version())
     if not force and (hit := _cache_hit(output, role, key)):
         # Glance properties are not image inputs: a changed min_ram rewrites the manifest only.
-        if hit.get("openstack") != (fresh := _openstack(role, hit["release"], hit["artefacts"], openstack)):
+        # An image built before imgbuild wrote SBOMs gets one from its root filesystem.
+        fresh = _openstack(role, hit["release"], hit["artefacts"], openstack)
+        if hit.get("openstack") != fresh or "sbom" not in hit:
             hit["openstack"] = fresh
+            if "sbom" not in hit:
+                hit["sbom"] = _sbom(role_dir(output, role), role, hit["release"], hit["built_at"], hit["artefacts"])
             _write_manifest(role_dir(output, role), hit)
         return Result(hit, cached=True, log=None)
 
@@ -192,10 +244,13 @@ def build_role(
                 for kind in artefacts:
                     if kind.startswith("disk-"):
                         artefacts[kind]["virtual_bytes"] = disk_bytes
+                built_at = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+                on_phase("writing SBOM")
+                bom = _sbom(final, role, build.release, built_at, artefacts)
                 manifest: Manifest = {
                     "role": role.value,
                     "cache_key": key,
-                    "built_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+                    "built_at": built_at,
                     "build_seconds": round(time.monotonic() - started, 1),
                     "disk_assembly_seconds": assembly_seconds,
                     "diskimage_builder": dib.dib_version(),
@@ -206,6 +261,7 @@ def build_role(
                     "artefacts": artefacts,
                     "packages": packages,
                     "openstack": _openstack(role, build.release, artefacts, openstack),
+                    "sbom": bom,
                 }
                 _write_manifest(final, manifest)
                 shutil.rmtree(work / "dib")

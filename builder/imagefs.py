@@ -43,6 +43,12 @@ def listdir(image: Path, path: str) -> list[str]:
     return sorted(n for n in names if n not in (".", ".."))
 
 
+def dump_dir(image: Path, path: str, dest: Path) -> Path:
+    """Copy a directory of the image, recursively, into dest (which must exist); its copy."""
+    _debugfs(image, f"rdump {path} {dest}")
+    return dest / Path(path).name
+
+
 def packages(image: Path) -> dict[str, str]:
     """Installed Debian packages and their versions, from the image's dpkg status."""
     status = read_text(image, "/var/lib/dpkg/status") or ""

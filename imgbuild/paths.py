@@ -19,6 +19,7 @@ SUFFIX = {
     "disk-qcow2": "disk.qcow2",
     "disk-raw": "disk.raw",
 }
+SBOM_SUFFIX = "spdx.json"  # <role>.spdx.json: the image's SPDX bill of materials
 NOCLOUD_ISO = "nocloud.iso"
 CONFIG_DRIVE_ISO = "config-drive.iso"
 # A role's boot files in the PXE tree (pxe/<role>/NAME).

@@ -11,8 +11,10 @@ from pathlib import Path
 
 import pytest
 from conftest import IMGBUILD, run_imgbuild
+from spdx_tools.spdx.parser.parse_anything import parse_file
+from spdx_tools.spdx.validation.document_validator import validate_full_spdx_document
 
-from imgbuild.builder import imagefs
+from imgbuild.builder import imagefs, sbom
 from imgbuild.builder.build import Manifest
 from imgbuild.builder.elements import ARP_SYSCTLS_FILE, arp_sysctls, elements_dir
 from imgbuild.model import ipvs_modules
@@ -29,6 +31,30 @@ def text(image: Path, path: str) -> str:
     content = imagefs.read_text(image, path)
     assert content is not None, f"{path}: not in the image"
     return content
+
+
+@pytest.mark.parametrize("role", ["loadbalancer", "webserver"])
+def test_sbom_lists_every_installed_package_and_artefact(images: Path, role: str) -> None:
+    """A valid SPDX 2.3 document beside the artefacts: each installed package with a purl, each
+    artefact with the checksum the manifest records."""
+    manifest: Manifest = json.loads((images / role / "manifest.json").read_text())
+    path = images / role / manifest["sbom"]["file"]
+    document = parse_file(str(path))
+    assert [m.validation_message for m in validate_full_spdx_document(document)] == []
+    installed = sbom.installed_packages(text(raw(images, role), "/var/lib/dpkg/status"))
+    debs = document.packages[1:]
+    assert len(debs) == len(installed) == manifest["sbom"]["packages"] > 100
+    assert {p.name for p in debs} == set(manifest["packages"])
+    assert all(ref.locator.startswith("pkg:deb/debian/") for p in debs for ref in p.external_references)
+    licensed = [p for p in debs if str(p.license_declared) != "NOASSERTION"]
+    assert len(licensed) == manifest["sbom"]["licensed"] > len(debs) // 2, "most Debian copyright files are DEP-5"
+    sha256 = {
+        str(f.name).removeprefix("./"): c.value
+        for f in document.files
+        for c in f.checksums
+        if c.algorithm.name == "SHA256"
+    }
+    assert sha256 == {a["file"]: a["sha256"] for a in manifest["artefacts"].values()}
 
 
 @pytest.mark.parametrize("role", ["loadbalancer", "webserver"])

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 from pathlib import Path
 
@@ -39,6 +40,9 @@ def test_config_drive_boot_and_schema(
             assert "ConfigDrive" in machine.succeed("cloud-init query platform; cat /run/cloud-init/result.json")
             assert "192.168.0.105/32" in machine.succeed("ip -4 -o addr show dev lo")
             assert "served by webserver1" in machine.succeed("cat /var/www/html/index.html")
+            # The image's SBOM lists exactly what dpkg has installed on the running node.
+            bill = json.loads((images / "webserver" / "webserver.spdx.json").read_text())
+            assert len(machine.succeed("dpkg-query -W").splitlines()) == len(bill["packages"]) - 1  # less the image
             for other in cluster.nodes:
                 user_data = (seed_dir(seeds, other) / "user-data").read_text()
                 machine.succeed(f"cat > /tmp/{other.name}.yaml <<'IMGBUILD_EOF'\n{user_data}IMGBUILD_EOF")
