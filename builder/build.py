@@ -23,7 +23,7 @@ from imgbuild.builder.mirror import Mirrors
 from imgbuild.builder.openstack import GlanceImage, image_properties
 from imgbuild.model import Build, Cluster, OpenStack, Role
 from imgbuild.paths import MANIFEST, SBOM_SUFFIX, SUFFIX, build_log, release_dir, role_dir
-from imgbuild.publish import output_dir, staged
+from imgbuild.publish import output_dir, staged, write_file
 from imgbuild.run import logging_to, run
 
 
@@ -151,10 +151,7 @@ def _openstack(role: Role, release: str, artefacts: dict[str, Artefact], opensta
 
 
 def _write_json(path: Path, data: object) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps(data, indent=2) + "\n")
-    os.chmod(tmp, 0o644)
-    tmp.replace(path)
+    write_file(path, lambda out: out.write((json.dumps(data, indent=2) + "\n").encode()))
 
 
 def _write_manifest(directory: Path, manifest: Manifest) -> None:

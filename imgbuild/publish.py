@@ -1,5 +1,6 @@
-"""Make a finished output directory appear at its path in one step, replacing the old one: every
-command that writes a directory of outputs (images, seeds, the PXE tree) stages it with `staged`."""
+"""Make a finished output appear at its path in one step, replacing the old one: every command
+that writes a directory of outputs (images, seeds, the PXE tree) stages it with `staged`, and a
+single shared file (a manifest, a report page) goes through `write_file`."""
 
 from __future__ import annotations
 
@@ -8,9 +9,10 @@ import ctypes.util
 import os
 import shutil
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import IO
 
 from imgbuild.errors import UserError
 from imgbuild.state import private_dir
@@ -71,4 +73,18 @@ def staged(final: Path, mode: int = 0o700) -> Iterator[Path]:
         publish_dir(work, final)
     except BaseException:
         shutil.rmtree(work, ignore_errors=True)
+        raise
+
+
+def write_file(path: Path, write: Callable[[IO[bytes]], object]) -> None:
+    """Write a world-readable file under a temporary name beside path, then rename it into place,
+    so a crash never leaves half a file. (Secrets: state.write_private.)"""
+    fd, temp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as out:
+            write(out)
+        os.chmod(temp, 0o644)  # mkstemp's 0600 would hide it from whoever serves the directory
+        os.replace(temp, path)
+    except BaseException:
+        os.unlink(temp)
         raise

@@ -10,12 +10,10 @@ from __future__ import annotations
 
 import html
 import math
-import os
 import pathlib
 import re
-import tempfile
-from collections.abc import Callable, Iterable, Sequence
-from typing import IO, Any
+from collections.abc import Iterable, Sequence
+from typing import Any
 
 import numpy as np
 from matplotlib.artist import Artist
@@ -25,6 +23,7 @@ from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 from matplotlib.patches import Patch
 
+from imgbuild.publish import write_file
 from imgbuild.verify.client import NEW, failure_windows, outage
 
 # Web servers and balancers share one legend, so their palettes must not overlap; red means
@@ -194,19 +193,6 @@ def _download(ax: Axes, drill: dict[str, Any]) -> None:
     ax.tick_params(axis="y", labelsize=8)
 
 
-def _write_atomically(path: pathlib.Path, write: Callable[[IO[bytes]], object]) -> None:
-    """Write to a temporary name beside path, then rename, so a crash never leaves half a file."""
-    fd, temp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as out:
-            write(out)
-        os.chmod(temp, 0o644)  # mkstemp's 0600 would hide the report from whoever serves the directory
-        os.replace(temp, path)
-    except BaseException:
-        os.unlink(temp)
-        raise
-
-
 def _tick(colour: str, label: str) -> Line2D:
     return Line2D([], [], ls="", marker="|", ms=9, mew=1.5, color=colour, label=label)
 
@@ -252,7 +238,7 @@ def draw(drill: dict[str, Any], path: pathlib.Path) -> None:
     if handles:
         fig.legend(handles=handles, loc="outside right upper", fontsize=8, frameon=False)
     fig.suptitle(_title(drill), fontsize=11)
-    _write_atomically(path, lambda out: fig.savefig(out, format="png"))
+    write_file(path, lambda out: fig.savefig(out, format="png"))
 
 
 def _slug(drill: dict[str, Any], index: int) -> str:
@@ -350,5 +336,5 @@ def report_html(report: dict[str, Any], report_dir: pathlib.Path) -> pathlib.Pat
 </body></html>
 """
     path = report_dir / "report.html"
-    _write_atomically(path, lambda out: out.write(page.encode()))
+    write_file(path, lambda out: out.write(page.encode()))
     return path
