@@ -26,6 +26,11 @@ def write_ssh_config(cluster: RunningCluster, path: Path) -> None:
     )
 
 
+class StepLogRecord(TypedDict):
+    file: str  # steps.jsonl in the report directory
+    commands: int
+
+
 class CheckResults(TypedDict):
     """What the checks add to verify's report."""
 
@@ -33,7 +38,23 @@ class CheckResults(TypedDict):
     checks: list[dict[str, Any]]  # check, outcome, seconds, detail, commands (in the step log)
     measurements: dict[str, Any]  # figures the checks measured (vip_moved_s, spread, ...)
     drills: list[dict[str, Any]]  # each drill's figures, bound and timeline (imgbuild.verify.drill)
-    step_log: dict[str, Any]  # file, commands
+    step_log: StepLogRecord
+
+
+class Report(CheckResults, total=False):
+    """report.json and `imgbuild verify --json`: the run, the boot and the checks' results. The
+    boot's keys are missing when a node failed to boot, the checks' keys never are."""
+
+    release: str
+    stack: str
+    accel: str
+    accel_reason: str
+    report_dir: str
+    faults: bool
+    rounds: int
+    boot_seconds: dict[str, float]  # node -> boot to ready
+    cluster_ready_seconds: float
+    total_seconds: float
 
 
 def run_checks(

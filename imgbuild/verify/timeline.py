@@ -13,7 +13,7 @@ import math
 import pathlib
 import re
 from collections.abc import Iterable, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from matplotlib.artist import Artist
@@ -25,6 +25,9 @@ from matplotlib.patches import Patch
 
 from imgbuild.publish import write_file
 from imgbuild.verify.client import NEW, failure_windows, outage
+
+if TYPE_CHECKING:  # run.py reaches pytest and the checks; the page needs only the report's shape
+    from imgbuild.verify.run import Report
 
 # Web servers and balancers share one legend, so their palettes must not overlap; red means
 # failure and grey means "nobody holds the VIP".
@@ -303,7 +306,7 @@ def _drill_section(drill: dict[str, Any], image: str) -> str:
     )
 
 
-def report_html(report: dict[str, Any], report_dir: pathlib.Path) -> pathlib.Path:
+def report_html(report: Report, report_dir: pathlib.Path) -> pathlib.Path:
     """Draw every drill beside the report and write report.html, a static page with no outside references."""
     e = html.escape
     sections = []
@@ -321,7 +324,7 @@ def report_html(report: dict[str, Any], report_dir: pathlib.Path) -> pathlib.Pat
         f"<span class='failed'>{counts['failed']} failed</span>, "
         f"<span class='skipped'>{counts['skipped']} skipped</span>"
     )
-    if steps := report.get("step_log"):  # every command the checks ran, one JSON object per line
+    if (steps := report.get("step_log")) and steps["file"]:  # every command the checks ran, one JSON object per line
         summary += f"; <a href='{e(steps['file'])}'>{int(steps['commands'])} commands</a> on the nodes"
     drills = "\n".join(sections)
     page = f"""<!DOCTYPE html>

@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import time
 from pathlib import Path
-from typing import Any
 
 from rich.table import Table
 from rich.text import Text
@@ -23,7 +22,7 @@ from imgbuild.qemu.command import require_qemu
 from imgbuild.qemu.machine import NodeFailed
 from imgbuild.run import logging_to
 from imgbuild.verify import cluster as cluster_mod
-from imgbuild.verify.run import run_checks
+from imgbuild.verify.run import Report, run_checks
 from imgbuild.verify.timeline import report_html
 
 
@@ -54,7 +53,7 @@ def prepare(cluster: Cluster, images: Path, seeds: Path) -> None:
     seeds_mod.write_seeds(cluster, seeds)
 
 
-def summary(report: dict[str, Any]) -> Table:
+def summary(report: Report) -> Table:
     table = Table(title=f"imgbuild verify ({report['release']}, {report['stack']}, {report['accel']})")
     table.add_column("check")
     table.add_column("result")
@@ -79,7 +78,7 @@ def verify(
     keep: bool,
     faults: bool = False,
     rounds: int = 1,
-) -> dict[str, Any]:
+) -> Report:
     started = time.monotonic()
     if cluster.admin.ssh_keys:
         raise UserError("verify logs in with imgbuild's generated admin key; remove admin.ssh_keys for verify runs")
@@ -93,7 +92,7 @@ def verify(
     report_dir = output_dir(reports).absolute() / time.strftime("verify-%Y%m%d-%H%M%S")
     report_dir.mkdir()
     ssh_key, _ = state.admin_key(cluster.name)
-    report: dict[str, Any] = {
+    report: Report = {
         "release": cluster.build.release,
         "stack": cluster.ha.stack,
         "accel": chosen,
@@ -101,6 +100,12 @@ def verify(
         "report_dir": str(report_dir),
         "faults": faults,
         "rounds": rounds,
+        # replaced by the checks' results; these stand when a node fails to boot
+        "exit_code": 1,
+        "checks": [],
+        "measurements": {},
+        "drills": [],
+        "step_log": {"file": "", "commands": 0},
     }
 
     def keep_it(running: cluster_mod.RunningCluster) -> bool:
@@ -130,18 +135,13 @@ def verify(
             report["boot_seconds"] = running.boot_seconds
             report["cluster_ready_seconds"] = running.ready_seconds
             ui.err.print(f"cluster ready in {running.ready_seconds:.0f} s: {running.boot_seconds}")
-            report.update(run_checks(running, report_dir, keyword, faults, rounds))
+            report = {**report, **run_checks(running, report_dir, keyword, faults, rounds)}
             if keep:
                 ui.err.print(
                     f"cluster kept: `ip netns exec {running.netns_name} ssh -i {ssh_key} {cluster.admin.user}@ADDRESS`"
                 )
     except NodeFailed as err:
-        report.update(
-            exit_code=1,
-            checks=[{"check": "boot", "outcome": "failed", "seconds": 0, "detail": str(err)}],
-            measurements={},
-            drills=[],
-        )
+        report["checks"] = [{"check": "boot", "outcome": "failed", "seconds": 0, "detail": str(err)}]
         ui.error(str(err))
     report["total_seconds"] = round(time.monotonic() - started, 1)
     (report_dir / "report.json").write_text(json.dumps(report, indent=2, default=str) + "\n")

@@ -8,6 +8,7 @@ import pathlib
 from typing import Any
 
 from imgbuild.verify import timeline
+from imgbuild.verify.run import Report
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
@@ -70,10 +71,11 @@ def unrecovered_drill() -> dict[str, Any]:
     }
 
 
-def report() -> dict[str, Any]:
+def report() -> Report:
     return {
         "accel": "tcg",
         "total_seconds": 170.2,
+        "exit_code": 1,
         "measurements": {"boot_s": 35.0},
         "checks": [
             {"check": "test_identity[loadb1]", "outcome": "passed", "seconds": 0.4, "detail": ""},
@@ -81,6 +83,17 @@ def report() -> dict[str, Any]:
             {"check": "test_path[/x]", "outcome": "skipped", "seconds": 0.0, "detail": None},
         ],
         "drills": [failover_drill(), empty_drill(), unrecovered_drill()],
+        "step_log": {"file": "steps.jsonl", "commands": 12},
+    }
+
+
+def drills_only(*drills: dict[str, Any]) -> Report:
+    return {
+        "exit_code": 0,
+        "checks": [],
+        "measurements": {},
+        "drills": list(drills),
+        "step_log": {"file": "", "commands": 0},
     }
 
 
@@ -111,6 +124,7 @@ def test_report_html_escapes_links_and_leaves_no_temp_files(tmp_path: pathlib.Pa
         assert f'<img src="drill-{name}.png"' in page
         assert (tmp_path / f"drill-{name}.png").read_bytes().startswith(PNG_SIGNATURE)
     assert "1.45 / 2.00" in page  # outage against its bound
+    assert "<a href='steps.jsonl'>12 commands</a>" in page
     assert "∞ / 5.00" in page  # no outage_s in its figures: read from its requests, never recovered
     assert "http://" not in page and "https://" not in page and "<script" not in page
     assert sorted(p.name for p in tmp_path.iterdir()) == [
@@ -124,7 +138,7 @@ def test_report_html_escapes_links_and_leaves_no_temp_files(tmp_path: pathlib.Pa
 def test_outage_over_its_bound_is_highlighted(tmp_path: pathlib.Path) -> None:
     drill = failover_drill()
     drill["figures"]["outage_s"] = 2.5
-    page = timeline.report_html({"drills": [drill]}, tmp_path).read_text()
+    page = timeline.report_html(drills_only(drill), tmp_path).read_text()
     assert "<tr class='over'><th>outage (s) / bound (s)</th><td class='num'>2.50 / 2.00</td></tr>" in page
 
 
@@ -132,7 +146,7 @@ def test_a_drill_bounded_on_another_figure_shows_that_one(tmp_path: pathlib.Path
     drill = failover_drill()
     drill.update(bounded="out_of_rotation_s", bound_s=2.5)
     drill["figures"]["out_of_rotation_s"] = 2.9
-    page = timeline.report_html({"drills": [drill]}, tmp_path).read_text()
+    page = timeline.report_html(drills_only(drill), tmp_path).read_text()
     assert "<tr class='over'><th>out of rotation (s) / bound (s)</th><td class='num'>2.90 / 2.50</td></tr>" in page
     assert "<th>outage_s</th><td class='num'>1.45</td>" in page  # the outage is still shown, unbounded
     assert timeline._title(drill).endswith("out of rotation 2.90 s (bound 2.50 s) — PASSED")
