@@ -42,6 +42,8 @@ def image_properties(disk_format: str, virtual_bytes: int, release: str, opensta
     }
     if openstack.firmware == "uefi":
         properties["hw_machine_type"] = "q35"
+    if openstack.secure_boot:
+        properties["os_secure_boot"] = "required"
     return {
         "disk_format": disk_format,
         "container_format": "bare",

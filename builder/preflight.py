@@ -26,11 +26,8 @@ HOST_TOOLS = {
     "mcopy": "mtools",
     "grub-mkimage": "grub-common",
 }
-# GRUB's platform files for the whole disk's two boot loaders.
-HOST_FILES = {
-    "/usr/lib/grub/i386-pc/boot.img": "grub-pc-bin",
-    "/usr/lib/grub/x86_64-efi/linux.mod": "grub-efi-amd64-bin",
-}
+# GRUB's BIOS platform files for the whole disk (its UEFI loaders come signed, from the image).
+HOST_FILES = {"/usr/lib/grub/i386-pc/boot.img": "grub-pc-bin"}
 MIN_FREE_GIB = 6
 
 

@@ -1,10 +1,14 @@
 """Assemble a firmware-bootable whole disk from a role's root filesystem, without dm, loop or mount.
 
 GPT with three partitions: a BIOS boot partition holding GRUB's i386-pc core image (SeaBIOS
-reaches it through boot.img in the protective MBR), an ESP holding GRUB's x86_64-efi image
-(OVMF finds it at the removable-media path), and the role's ext4 root last, so growpart can grow
-it to the disk at first boot. Both GRUB images carry the same embedded configuration; nothing
-is written into the root filesystem, which is copied in byte for byte.
+reaches it through boot.img in the protective MBR), an ESP, and the role's ext4 root last, so
+growpart can grow it to the disk at first boot. The ESP holds Debian's signed shim at the
+removable-media path (EFI/BOOT/BOOTX64.EFI, where OVMF looks), the signed GRUB beside it and its
+configuration in EFI/debian/grub.cfg (the prefix built into the signed GRUB): taken from the
+image's own shim-signed and grub-efi-amd64-signed, so the disk boots with Secure Boot enforcing
+through shim, GRUB and the image's signed kernel, and just as well without. The BIOS core image
+carries the same configuration, embedded. Nothing is written into the root filesystem, which is
+copied in byte for byte.
 """
 
 from __future__ import annotations
@@ -15,6 +19,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from imgbuild.bootargs import ROOT_LABEL, disk_cmdline
+from imgbuild.builder import imagefs
+from imgbuild.errors import UserError
 from imgbuild.run import run
 
 SECTOR = 512
@@ -23,7 +29,14 @@ BIOS_BOOT_BYTES = 1 * MIB
 ESP_BYTES = 32 * MIB
 GRUB_DIR = Path("/usr/lib/grub")
 BIOS_MODULES = ["biosdisk", "part_gpt", "ext2", "search", "linux", "boot", "echo"]
-EFI_MODULES = ["part_gpt", "ext2", "fat", "search", "linux", "boot", "echo", "efi_gop"]
+# ESP path -> the signed binary in the role's root filesystem. shim loads grubx64.efi (and the
+# MOK manager) from its own directory.
+SIGNED_EFI = {
+    "EFI/BOOT/BOOTX64.EFI": "/usr/lib/shim/shimx64.efi.signed",
+    "EFI/BOOT/grubx64.efi": "/usr/lib/grub/x86_64-efi-signed/grubx64.efi.signed",
+    "EFI/BOOT/mmx64.efi": "/usr/lib/shim/mmx64.efi.signed",
+}
+GRUB_CFG = "EFI/debian/grub.cfg"
 GPT_TYPE = {
     "bios": "21686148-6449-6E6F-744E-656564454649",
     "esp": "C12A7328-F81F-11D2-BA4B-00A0C93EC93B",
@@ -128,10 +141,22 @@ def _copy_sparse(src: Path, disk: Path, offset: int) -> None:
                 pos += os.copy_file_range(s.fileno(), d.fileno(), end - pos, pos, offset + pos)
 
 
-def _esp(efi_image: Path, out: Path) -> None:
+def _esp(root_fs: Path, config: Path, work: Path, out: Path) -> None:
+    """The ESP: the image's signed shim and GRUB, and GRUB's configuration."""
+    files = {GRUB_CFG: config}
+    for esp_path, image_path in SIGNED_EFI.items():
+        data = imagefs.read(root_fs, image_path)
+        if data is None:
+            raise UserError(
+                f"{image_path} is not in the image; the whole disk boots through Debian's signed shim and GRUB: "
+                "keep shim-signed and grub-efi-amd64-signed in elements/imgbuild-common/package-installs.yaml"
+            )
+        files[esp_path] = work / Path(esp_path).name
+        files[esp_path].write_bytes(data)
     _run("mkfs.vfat", "-C", "-n", "ESP", str(out), str(ESP_BYTES // 1024))
-    _run("mmd", "-i", str(out), "::/EFI", "::/EFI/BOOT")
-    _run("mcopy", "-i", str(out), str(efi_image), "::/EFI/BOOT/BOOTX64.EFI")
+    _run("mmd", "-i", str(out), "::/EFI", "::/EFI/BOOT", "::/EFI/debian")
+    for esp_path, source in files.items():
+        _run("mcopy", "-i", str(out), str(source), f"::/{esp_path}")
 
 
 def _bios_boot(core: bytes, lay: Layout) -> tuple[bytes, bytes]:
@@ -163,11 +188,10 @@ def assemble(root_fs: Path, disk: Path, work: Path) -> Layout:
     )
     _copy_sparse(root_fs, disk, lay.root.start)
 
-    config = work / "grub-embedded.cfg"
+    config = work / "grub.cfg"
     config.write_text(grub_config())
-    efi, core, esp = work / "BOOTX64.EFI", work / "core.img", work / "esp.img"
-    _grub_image("x86_64-efi", EFI_MODULES, config, efi)
-    _esp(efi, esp)
+    core, esp = work / "core.img", work / "esp.img"
+    _esp(root_fs, config, work, esp)
     _copy_sparse(esp, disk, lay.esp.start)
 
     _grub_image("i386-pc", BIOS_MODULES, config, core)

@@ -494,6 +494,17 @@ class OpenStack(Strict):
     min_ram_mb: int = Field(
         512, ge=128, le=1_048_576, description="min_ram: the least RAM, in MiB, a flavour must have to boot them."
     )
+    secure_boot: bool = Field(
+        False,
+        description="Glance's os_secure_boot set to required: Nova boots the disk only with Secure Boot on "
+        "(through Debian's signed shim, GRUB and kernel; it boots either way). Needs the uefi firmware.",
+    )
+
+    @model_validator(mode="after")
+    def _secure_boot_needs_uefi(self) -> OpenStack:
+        if self.secure_boot and self.firmware != "uefi":
+            raise ValueError('secure_boot needs firmware = "uefi": Secure Boot is a UEFI feature')
+        return self
 
 
 class Pxe(Strict):

@@ -19,6 +19,10 @@ QEMU = "qemu-system-x86_64"
 Firmware = Literal["bios", "uefi"]
 OVMF_CODE = Path("/usr/share/OVMF/OVMF_CODE_4M.fd")
 OVMF_VARS = Path("/usr/share/OVMF/OVMF_VARS_4M.fd")
+# Secure Boot: the firmware built with it (needs SMM) and variables with Microsoft's keys
+# enrolled, which trust Debian's shim; Secure Boot is on and enforcing from the first boot.
+OVMF_SECBOOT_CODE = Path("/usr/share/OVMF/OVMF_CODE_4M.secboot.fd")
+OVMF_MS_VARS = Path("/usr/share/OVMF/OVMF_VARS_4M.ms.fd")
 
 
 @dataclass(frozen=True)
@@ -28,7 +32,7 @@ class BootSpec:
     With a kernel: direct kernel boot, root on image (the role's filesystem). Without: the
     firmware boots, from image (a whole disk) or, when there is no image, from the network.
     Images are never written: the node runs on an overlay, disk_size bytes when set (a cloud
-    flavour's bigger disk).
+    flavour's bigger disk). secure_boot: UEFI with Secure Boot enforcing.
     """
 
     image: Path | None
@@ -37,6 +41,11 @@ class BootSpec:
     initrd: Path | None = None
     firmware: Firmware = "bios"
     disk_size: int | None = None
+    secure_boot: bool = False
+
+    def __post_init__(self) -> None:
+        if self.secure_boot and self.firmware != "uefi":
+            raise ValueError("Secure Boot needs the uefi firmware")
 
 
 @dataclass(frozen=True)
@@ -93,14 +102,20 @@ def prepare_disks(name: str, boot: BootSpec, files: NodeFiles) -> None:
             hint="install qemu-utils",
         )
     if boot.firmware == "uefi":
-        shutil.copyfile(OVMF_VARS, files.efi_vars)
+        shutil.copyfile(OVMF_MS_VARS if boot.secure_boot else OVMF_VARS, files.efi_vars)
 
 
 def qemu_command(name: str, boot: BootSpec, hardware: Hardware, files: NodeFiles, accel: Accel) -> list[str]:
     firmware: list[str] = []
+    machine = "q35"
     if boot.firmware == "uefi":
-        firmware += ["-drive", f"if=pflash,format=raw,unit=0,readonly=on,file={OVMF_CODE}"]
+        code = OVMF_SECBOOT_CODE if boot.secure_boot else OVMF_CODE
+        firmware += ["-drive", f"if=pflash,format=raw,unit=0,readonly=on,file={code}"]
         firmware += ["-drive", f"if=pflash,format=raw,unit=1,file={files.efi_vars}"]
+    if boot.secure_boot:
+        # Only code running in SMM may write the variables, so the OS cannot turn Secure Boot off.
+        machine = "q35,smm=on"
+        firmware += ["-global", "driver=cfi.pflash01,property=secure,value=on"]
     if boot.kernel:
         cmdline = " ".join([disk_cmdline(), *kernel_args(accel)])
         firmware += ["-kernel", str(boot.kernel), "-initrd", str(boot.initrd), "-append", cmdline]
@@ -120,7 +135,7 @@ def qemu_command(name: str, boot: BootSpec, hardware: Hardware, files: NodeFiles
         net += ["-device", f"virtio-net-pci,netdev=n{index},mac={nic.mac}{pxe}"]
     return [
         QEMU,
-        *("-name", name, "-machine", "q35", *qemu_args(accel)),
+        *("-name", name, "-machine", machine, *qemu_args(accel)),
         *("-m", str(hardware.memory_mb), "-smp", str(hardware.cpus)),
         *("-display", "none", "-monitor", "none", "-serial", f"file:{files.console}"),
         *("-qmp", f"unix:{files.qmp},server=on,wait=off"),

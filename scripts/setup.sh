@@ -11,7 +11,7 @@ packages=(
     qemu-utils qemu-system-x86              # image conversion, booting nodes
     iproute2 openssh-client procps          # verify: namespaces, bridge, ssh
     ovmf dosfstools fdisk mtools            # whole-disk images (UEFI, ESP, partition table)
-    grub-pc-bin grub-efi-amd64-bin          # their boot loaders (images only; the host's stays)
+    grub-pc-bin                             # their BIOS boot loader (images only; the host's stays)
     dnsmasq-base                            # imgbuild pxe --serve: DHCP and TFTP
     ipxe pxelinux syslinux-common           # chain loaders copied into the PXE tree
 )

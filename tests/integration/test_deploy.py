@@ -74,9 +74,19 @@ def test_manifest_lists_whole_disk_for_openstack(images: Path, test_env: dict[st
         assert f"hw_firmware_type={glance['properties']['hw_firmware_type']}" in args
 
 
+# The firmware's own variable: 1 when it boots with Secure Boot enforcing.
+SECURE_BOOT_VAR = "/sys/firmware/efi/efivars/SecureBoot-8be4df61-93ca-11d2-aa0d-00e098032b8c"
+FIRMWARES: dict[str, tuple[Firmware, bool]] = {
+    "bios": ("bios", False),
+    "uefi": ("uefi", False),
+    "secureboot": ("uefi", True),
+}
+
+
 def _firmware_boot(
-    images: Path, seeds: Path, seg: netns.Segment, workdir: Path, firmware: Firmware, name: str
+    images: Path, seeds: Path, seg: netns.Segment, workdir: Path, label: str, name: str
 ) -> dict[str, Any]:
+    firmware, secure_boot = FIRMWARES[label]
     node = CLUSTER.node(name)
     manifest = read_manifest(images, node.role)
     assert manifest is not None, node.role
@@ -86,11 +96,12 @@ def _firmware_boot(
         seed_dir(seeds, node) / CONFIG_DRIVE_ISO,
         firmware=firmware,
         disk_size=size,
+        secure_boot=secure_boot,
     )
     key, _ = state.admin_key(CLUSTER.name)
-    tap = f"tap-{firmware[0]}{name[-1]}{name[0]}"
+    tap = f"tap-{label[0]}{name[-1]}{name[0]}"
     machine = node_machine(
-        CLUSTER, node, spec, workdir, choose("auto")[0], seg, tap, key, name=f"{firmware}-{name}", memory_mb=512
+        CLUSTER, node, spec, workdir, choose("auto")[0], seg, tap, key, name=f"{label}-{name}", memory_mb=512
     )
     machine.start()
     try:
@@ -100,6 +111,8 @@ def _firmware_boot(
             "hostname": machine.succeed("hostname").strip(),
             "address": machine.succeed("ip -4 -o addr show dev eth0"),
             "efi": machine.execute("test -d /sys/firmware/efi")[0] == 0,
+            "secure_boot": machine.execute(f"od -An -tu1 {SECURE_BOOT_VAR} 2>/dev/null")[1].split()[-1:] == ["1"],
+            "lockdown": machine.execute("cat /sys/kernel/security/lockdown 2>/dev/null")[1].strip(),
             "disk": int(machine.succeed("blockdev --getsize64 /dev/vda")),
             "partition": int(machine.succeed("blockdev --getsize64 /dev/vda3")),
             "root": int(machine.succeed("df -B1 --output=size / | tail -1")),
@@ -112,7 +125,7 @@ def _firmware_boot(
         machine.cleanup()
 
 
-@pytest.mark.parametrize("firmware", ["bios", "uefi"])
+@pytest.mark.parametrize("label", list(FIRMWARES))
 def test_whole_disk_boots_under_firmware(
     images: Path,
     seeds: Path,
@@ -120,9 +133,11 @@ def test_whole_disk_boots_under_firmware(
     tmp_path: Path,
     monkeypatch: pytest.MonkeyPatch,
     figures: dict[str, dict[str, float]],
-    firmware: Firmware,
+    label: str,
 ) -> None:
-    """Both roles' whole disks boot under SeaBIOS / OVMF with their config drive; root fills the bigger disk."""
+    """Both roles' whole disks boot under SeaBIOS, OVMF, and OVMF with Secure Boot enforcing (through
+    Debian's signed shim, GRUB and kernel) with their config drive; root fills the bigger disk."""
+    firmware, secure_boot = FIRMWARES[label]
     monkeypatch.setenv("IMGBUILD_STATE", test_env["IMGBUILD_STATE"])
     with (
         netns.segment(f"{netns.PREFIX}fw-{tmp_path.name[-6:]}", CLUSTER.network.subnet, CLUSTER.free_address()) as seg,
@@ -132,7 +147,7 @@ def test_whole_disk_boots_under_firmware(
         results = dict(
             zip(
                 ["loadb1", "webserver1"],
-                pool.map(lambda n: _firmware_boot(images, seeds, seg, tmp_path, firmware, n), ["loadb1", "webserver1"]),
+                pool.map(lambda n: _firmware_boot(images, seeds, seg, tmp_path, label, n), ["loadb1", "webserver1"]),
                 strict=True,
             )
         )
@@ -141,6 +156,9 @@ def test_whole_disk_boots_under_firmware(
         assert got["hostname"] == name
         assert f"{node.address}/24" in got["address"]
         assert got["efi"] == (firmware == "uefi")
+        assert got["secure_boot"] == secure_boot, f"{name}: Secure Boot {'off' if secure_boot else 'on'}"
+        if secure_boot:  # the kernel knows it was booted verified, and locks itself down
+            assert "[integrity]" in got["lockdown"] or "[confidentiality]" in got["lockdown"], got["lockdown"]
         assert got["disk"] == got["expected_size"]
         assert got["root_source"] == "/dev/vda3"
         assert got["partition"] > got["disk"] - 64 * (1 << 20), (
@@ -149,7 +167,7 @@ def test_whole_disk_boots_under_firmware(
         # df leaves out ext4's own metadata (inode tables, journal): about 10 % here.
         assert got["root"] > 0.85 * got["partition"], f"root filesystem {got['root']} was not grown to its partition"
         assert "status: done" in got["cloud_init"] and "ConfigDrive" in got["datasource"]
-        figures.setdefault(f"{firmware}_boot_to_ready_s", {})[name] = round(got["seconds"], 1)
+        figures.setdefault(f"{label}_boot_to_ready_s", {})[name] = round(got["seconds"], 1)
 
 
 @pytest.fixture

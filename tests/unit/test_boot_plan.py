@@ -95,3 +95,15 @@ def test_uefi_gets_its_own_writable_variables(tmp_path: Path) -> None:
     assert len(pflash) == 2 and "readonly=on" in pflash[0]
     assert pflash[1].endswith(f"file={tmp_path / 'n.efivars.fd'}")
     assert not [a for a in command(tmp_path, BootSpec(image=Path("d.qcow2"))) if "pflash" in a]
+
+
+def test_secure_boot_firmware_with_microsofts_keys_and_smm(tmp_path: Path) -> None:
+    """OVMF built with Secure Boot, its variables locked to SMM, the keys that trust Debian's shim."""
+    argv = command(tmp_path, BootSpec(image=Path("d.qcow2"), firmware="uefi", secure_boot=True))
+    assert argv[argv.index("-machine") + 1] == "q35,smm=on"
+    assert "driver=cfi.pflash01,property=secure,value=on" in argv
+    assert any(a.endswith("file=/usr/share/OVMF/OVMF_CODE_4M.secboot.fd") for a in argv)
+    plain = command(tmp_path, BootSpec(image=Path("d.qcow2"), firmware="uefi"))
+    assert plain[plain.index("-machine") + 1] == "q35" and not any("secboot" in a for a in plain)
+    with pytest.raises(ValueError, match="uefi"):
+        BootSpec(image=Path("d.qcow2"), secure_boot=True)

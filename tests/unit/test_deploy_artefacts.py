@@ -70,6 +70,17 @@ def test_glance_properties_and_command_line() -> None:
     assert args[:3] == ["openstack", "image", "create"] and args[-1] == "imgbuild-webserver"
     assert args[3:5] == ["--disk-format", "qcow2"] and "hw_firmware_type=uefi" in args
     assert "hw_machine_type" not in openstack.image_properties("raw", 1, "bookworm", OpenStack())["properties"]
+    assert "os_secure_boot" not in glance["properties"]
+
+
+def test_glance_can_require_secure_boot() -> None:
+    """What Nova needs to boot the disk only with Secure Boot on: UEFI on q35, os_secure_boot required."""
+    required = OpenStack(firmware="uefi", secure_boot=True)
+    properties = openstack.image_properties("qcow2", 1, "trixie", required)["properties"]
+    assert (
+        properties.items()
+        >= {"hw_firmware_type": "uefi", "hw_machine_type": "q35", "os_secure_boot": "required"}.items()
+    )
 
 
 def test_pxe_configs_carry_node_identity_root_and_seed_urls() -> None:
