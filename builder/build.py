@@ -162,7 +162,7 @@ def _sbom(directory: Path, role: Role, release: str, built_at: str, artefacts: d
     """Write <role>.spdx.json beside the artefacts, from the packages in the role's root filesystem."""
     started = time.monotonic()
     raw = directory / artefacts["raw"]["file"]
-    packages = sbom.installed_packages(imagefs.read_text(raw, "/var/lib/dpkg/status") or "")
+    packages = imagefs.installed(raw)
     licences = sbom.image_licences(raw, packages)
     document = sbom.document(
         image_name=f"imgbuild-{role.value}",

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 import subprocess
+from dataclasses import dataclass
 from pathlib import Path
 
 from imgbuild.run import run
@@ -49,12 +50,39 @@ def dump_dir(image: Path, path: str, dest: Path) -> Path:
     return dest / Path(path).name
 
 
-def packages(image: Path) -> dict[str, str]:
-    """Installed Debian packages and their versions, from the image's dpkg status."""
-    status = read_text(image, "/var/lib/dpkg/status") or ""
-    found: dict[str, str] = {}
+@dataclass(frozen=True)
+class DebPackage:
+    name: str
+    version: str
+    architecture: str
+    source: str
+    source_version: str
+
+
+def parse_status(status: str) -> list[DebPackage]:
+    """Installed packages of a dpkg status file, as `dpkg-query -W` lists them."""
+    found = []
     for stanza in status.split("\n\n"):
-        fields = dict(re.findall(r"^(Package|Version|Status): (.*)$", stanza, re.M))
-        if fields.get("Status", "").endswith(" installed") and "Package" in fields:
-            found[fields["Package"]] = fields.get("Version", "")
-    return dict(sorted(found.items()))
+        fields: dict[str, str] = dict(re.findall(r"^(Package|Version|Architecture|Source|Status): (.*)$", stanza, re.M))
+        if "Package" not in fields or not fields.get("Status", "").endswith(" installed"):
+            continue
+        # "Source: name (version)" when the binary's version differs from its source's
+        source = re.fullmatch(r"(\S+)(?: \((\S+)\))?", fields.get("Source", fields["Package"]))
+        binary_version = fields.get("Version", "")
+        name, version = (source.group(1), source.group(2)) if source else (fields["Package"], None)
+        found.append(
+            DebPackage(
+                fields["Package"], binary_version, fields.get("Architecture", ""), name, version or binary_version
+            )
+        )
+    return sorted(found, key=lambda p: (p.name, p.architecture))
+
+
+def installed(image: Path) -> list[DebPackage]:
+    """Installed Debian packages, from the image's dpkg status."""
+    return parse_status(read_text(image, "/var/lib/dpkg/status") or "")
+
+
+def packages(image: Path) -> dict[str, str]:
+    """Installed Debian packages and their versions, by name."""
+    return {p.name: p.version for p in installed(image)}

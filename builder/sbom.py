@@ -12,11 +12,11 @@ import re
 import tempfile
 import urllib.parse
 import uuid
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from imgbuild.builder import imagefs
+from imgbuild.builder.imagefs import DebPackage
 
 DEP5 = re.compile(r"^Format:\s*https?://www\.debian\.org/doc/packaging-manuals/copyright-format/1\.0/?\s*$", re.M)
 NOASSERTION = "NOASSERTION"
@@ -51,34 +51,6 @@ SPDX_NAMES = {
     "wtfpl": "WTFPL",
 }
 GPL = re.compile(r"(?P<family>[AL]?GPL)v?-?(?P<version>[123](?:\.[01])?)(?:\.0)?(?P<later>\+)?", re.I)
-
-
-@dataclass(frozen=True)
-class DebPackage:
-    name: str
-    version: str
-    architecture: str
-    source: str
-    source_version: str
-
-
-def installed_packages(status: str) -> list[DebPackage]:
-    """Installed packages of a dpkg status file, as `dpkg-query -W` lists them."""
-    found = []
-    for stanza in status.split("\n\n"):
-        fields: dict[str, str] = dict(re.findall(r"^(Package|Version|Architecture|Source|Status): (.*)$", stanza, re.M))
-        if "Package" not in fields or not fields.get("Status", "").endswith(" installed"):
-            continue
-        # "Source: name (version)" when the binary's version differs from its source's
-        source = re.fullmatch(r"(\S+)(?: \((\S+)\))?", fields.get("Source", fields["Package"]))
-        binary_version = fields.get("Version", "")
-        name, version = (source.group(1), source.group(2)) if source else (fields["Package"], None)
-        found.append(
-            DebPackage(
-                fields["Package"], binary_version, fields.get("Architecture", ""), name, version or binary_version
-            )
-        )
-    return sorted(found, key=lambda p: (p.name, p.architecture))
 
 
 def _paragraphs(text: str) -> list[dict[str, str]]:

@@ -10,7 +10,7 @@ import pytest
 from spdx_tools.spdx.parser.parse_anything import parse_file
 from spdx_tools.spdx.validation.document_validator import validate_full_spdx_document
 
-from imgbuild.builder import sbom
+from imgbuild.builder import imagefs, sbom
 
 STATUS = """\
 Package: libc6
@@ -76,7 +76,7 @@ License: GPL-2+
 
 def test_installed_packages_as_dpkg_query_lists_them() -> None:
     """Installed (held too) instances, one per architecture; not removed or half-configured ones."""
-    packages = sbom.installed_packages(STATUS)
+    packages = imagefs.parse_status(STATUS)
     assert [(p.name, p.architecture) for p in packages] == [
         ("gzip", "amd64"),
         ("libc6", "amd64"),
@@ -126,7 +126,7 @@ def test_no_licence_from_free_text_or_a_file_that_is_not_machine_readable() -> N
     assert "GPL-2.0-or-later" not in (sbom.licence_expression(malformed) or "")
 
 
-def _document(packages: list[sbom.DebPackage]) -> dict[str, Any]:
+def _document(packages: list[imagefs.DebPackage]) -> dict[str, Any]:
     return sbom.document(
         image_name="imgbuild-webserver",
         release="trixie",
@@ -139,7 +139,7 @@ def _document(packages: list[sbom.DebPackage]) -> dict[str, Any]:
 
 
 def test_document_is_valid_spdx_with_every_package_and_artefact(tmp_path: Path) -> None:
-    packages = sbom.installed_packages(STATUS)
+    packages = imagefs.parse_status(STATUS)
     path = tmp_path / "webserver.spdx.json"
     path.write_text(json.dumps(_document(packages)))
     parsed = parse_file(str(path))
@@ -160,7 +160,7 @@ def test_document_is_valid_spdx_with_every_package_and_artefact(tmp_path: Path) 
 
 def test_same_inputs_same_document() -> None:
     """Its namespace comes from the inputs, not a random UUID, so a rebuild of the same image says the same."""
-    packages = sbom.installed_packages(STATUS)
+    packages = imagefs.parse_status(STATUS)
     first, again = _document(packages), _document(packages)
     assert json.dumps(first) == json.dumps(again)
     other = sbom.document(
