@@ -64,6 +64,21 @@ def existing() -> list[str]:
     return sorted(p.name for p in runs.iterdir() if p.name.startswith(PREFIX)) if runs.is_dir() else []
 
 
+def remove_orphans() -> list[str]:
+    """Delete the namespaces of runs that were killed outright (SIGKILL skips every cleanup): named
+    after a process that is gone, with no process left inside. A kept cluster's QEMUs keep its own."""
+    removed = []
+    for name in existing():
+        owner = name.removeprefix(PREFIX)
+        if not owner.isdigit() or Path(f"/proc/{owner}").exists():
+            continue
+        inside = run(["ip", "netns", "pids", name], text=True, check=False)
+        if inside.returncode == 0 and not inside.stdout.strip():
+            delete(name)
+            removed.append(name)
+    return removed
+
+
 def delete(name: str) -> None:
     run(["ip", "netns", "del", name], check=False)
 

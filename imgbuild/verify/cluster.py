@@ -120,6 +120,7 @@ def running(
     """
     client = cluster.free_address()  # where the checks run from
     name = f"{netns.PREFIX}{os.getpid()}"
+    netns.remove_orphans()
     with ExitStack() as stack:
         segment = stack.enter_context(netns.segment(name, cluster.network.subnet, client, cluster.network.gateway))
         stack.enter_context(netns.entered(name))

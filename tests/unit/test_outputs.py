@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import os
 import stat
+import time
 from pathlib import Path
 from typing import Any
 
@@ -12,6 +14,8 @@ from imgbuild import model
 from imgbuild.cloudinit import render, seeds
 from imgbuild.errors import UserError
 from imgbuild.publish import output_dir, publish_dir, staged
+from imgbuild.qemu import netns
+from imgbuild.run import run, start
 from imgbuild.verify.cluster import remove_kept
 
 CLUSTER = model.Cluster()
@@ -94,3 +98,24 @@ def test_down_refuses_a_record_that_is_not_a_verify_runs(tmp_path: Path, change:
     with pytest.raises(UserError):
         remove_kept(record)
     assert (victim / "webserver1.qcow2").exists()
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="namespaces need root")
+def test_only_a_dead_runs_empty_namespace_is_removed() -> None:
+    dead, alive = f"{netns.PREFIX}4194305", f"{netns.PREFIX}{os.getpid()}"  # 4194305 > the largest pid
+    busy = f"{netns.PREFIX}4194306"
+    for name in (dead, alive, busy):
+        run(["ip", "netns", "add", name])
+    sleeper = start(["ip", "netns", "exec", busy, "sleep", "30"])
+    try:
+        for _ in range(50):  # until the sleeper is inside
+            if run(["ip", "netns", "pids", busy], text=True).stdout.strip():
+                break
+            time.sleep(0.1)
+        assert dead in netns.remove_orphans()
+        assert dead not in netns.existing() and {alive, busy} <= set(netns.existing())
+    finally:
+        sleeper.kill()
+        sleeper.wait()
+        for name in (dead, alive, busy):
+            netns.delete(name)
