@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import email.utils
 import os
+import re
 import urllib.error
 import urllib.request
 from dataclasses import dataclass
@@ -89,7 +91,7 @@ def host_sources(apt_etc: Path = APT_ETC) -> list[Source]:
 def _find(sources: list[Source], suite: str) -> str | None:
     """The source listing suite; else the one the host uses for its own release (or its security
     suite): a Debian archive serves every release, so a bookworm host's mirror builds trixie
-    (check_reachable asks it for the release first)."""
+    (release_epoch asks it for the release first)."""
     security = suite.endswith("-security")
 
     def same_kind(name: str) -> bool:
@@ -122,12 +124,28 @@ def resolve(release: str, main: str | None = None, security: str | None = None, 
     return Mirrors(main.rstrip("/"), security.rstrip("/"))
 
 
-def check_reachable(mirrors: Mirrors, release: str, timeout: float = 15) -> None:
-    """Fail early, in one line, when a mirror does not serve the release."""
+def _release_date(text: str, url: str) -> int:
+    """The Date: of a Release file, in seconds since the epoch."""
+    match = re.search(r"^Date: (.+)$", text, re.M)
+    try:
+        if match is None:
+            raise ValueError("no Date field")
+        return int(email.utils.parsedate_to_datetime(match.group(1)).timestamp())
+    except (TypeError, ValueError) as err:
+        raise UserError(f"{url} is not a Debian Release file ({err}); check --mirror") from None
+
+
+def release_epoch(mirrors: Mirrors, release: str, timeout: float = 15) -> int:
+    """The mirror state a build starts from, as SOURCE_DATE_EPOCH: the newest Date of the release's
+    and its security suite's Release files. Fails early, in one line, when a mirror does not serve
+    the release."""
+    dates = []
     for url in (f"{mirrors.main}/dists/{release}/Release", f"{mirrors.security}/dists/{release}-security/Release"):
         try:
-            with urllib.request.urlopen(urllib.request.Request(url, method="HEAD"), timeout=timeout):
-                pass
+            with urllib.request.urlopen(url, timeout=timeout) as response:
+                text = response.read(1 << 16).decode(errors="replace")  # the Date is in the first lines
         except (urllib.error.URLError, OSError) as err:
             reason = getattr(err, "reason", err)
             raise UserError(f"mirror unreachable: {url}: {reason}; check the network or pass --mirror URL") from None
+        dates.append(_release_date(text, url))
+    return max(dates)

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import os
 import struct
+import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -77,12 +78,15 @@ def layout(root_bytes: int) -> Layout:
     return Layout(bios, esp, root, root.start + root.size + MIB)
 
 
-def sfdisk_script(lay: Layout) -> str:
+def sfdisk_script(lay: Layout, identity: uuid.UUID) -> str:
+    """The GPT, its disk and partition GUIDs derived from identity (sfdisk would pick random ones)."""
+
     def line(part: Partition, kind: str, name: str) -> str:
-        return f"start={part.lba}, size={part.size // SECTOR}, type={GPT_TYPE[kind]}, name={name}\n"
+        guid = uuid.uuid5(identity, name)
+        return f"start={part.lba}, size={part.size // SECTOR}, type={GPT_TYPE[kind]}, uuid={guid}, name={name}\n"
 
     return (
-        "label: gpt\nunit: sectors\n"
+        f"label: gpt\nlabel-id: {uuid.uuid5(identity, 'gpt')}\nunit: sectors\n"
         + line(lay.bios, "bios", "bios-boot")
         + line(lay.esp, "esp", "esp")
         + line(lay.root, "linux", ROOT_LABEL)
@@ -99,8 +103,9 @@ def grub_config() -> str:
     )
 
 
-def _run(*cmd: str) -> None:
-    run(cmd, why="assembling the whole disk")
+def _run(*cmd: str, epoch: int | None = None) -> None:
+    env = None if epoch is None else dict(os.environ, SOURCE_DATE_EPOCH=str(epoch))  # mtools' file times
+    run(cmd, why="assembling the whole disk", env=env)
 
 
 def _grub_image(target: str, modules: list[str], config: Path, out: Path) -> None:
@@ -141,8 +146,9 @@ def _copy_sparse(src: Path, disk: Path, offset: int) -> None:
                 pos += os.copy_file_range(s.fileno(), d.fileno(), end - pos, pos, offset + pos)
 
 
-def _esp(root_fs: Path, config: Path, work: Path, out: Path) -> None:
-    """The ESP: the image's signed shim and GRUB, and GRUB's configuration."""
+def _esp(root_fs: Path, config: Path, work: Path, out: Path, identity: uuid.UUID, epoch: int) -> None:
+    """The ESP: the image's signed shim and GRUB, and GRUB's configuration; its volume ID from
+    identity and its times epoch's, so the same inputs give the same bytes."""
     files = {GRUB_CFG: config}
     for esp_path, image_path in SIGNED_EFI.items():
         data = imagefs.read(root_fs, image_path)
@@ -153,10 +159,12 @@ def _esp(root_fs: Path, config: Path, work: Path, out: Path) -> None:
             )
         files[esp_path] = work / Path(esp_path).name
         files[esp_path].write_bytes(data)
-    _run("mkfs.vfat", "-C", "-n", "ESP", str(out), str(ESP_BYTES // 1024))
-    _run("mmd", "-i", str(out), "::/EFI", "::/EFI/BOOT", "::/EFI/debian")
+    volume_id = uuid.uuid5(identity, "esp").hex[:8]
+    _run("mkfs.vfat", "--invariant", "-i", volume_id, "-C", "-n", "ESP", str(out), str(ESP_BYTES // 1024))
+    _run("mmd", "-i", str(out), "::/EFI", "::/EFI/BOOT", "::/EFI/debian", epoch=epoch)
     for esp_path, source in files.items():
-        _run("mcopy", "-i", str(out), str(source), f"::/{esp_path}")
+        os.utime(source, (epoch, epoch))
+        _run("mcopy", "-m", "-i", str(out), str(source), f"::/{esp_path}", epoch=epoch)
 
 
 def _bios_boot(core: bytes, lay: Layout) -> tuple[bytes, bytes]:
@@ -174,14 +182,15 @@ def _bios_boot(core: bytes, lay: Layout) -> tuple[bytes, bytes]:
     return bytes(boot[:MBR_CODE_BYTES]), bytes(image)
 
 
-def assemble(root_fs: Path, disk: Path, work: Path) -> Layout:
-    """Write the whole disk (raw) for the ext4 root image root_fs; work holds intermediate files."""
+def assemble(root_fs: Path, disk: Path, work: Path, identity: uuid.UUID, epoch: int) -> Layout:
+    """Write the whole disk (raw) for the ext4 root image root_fs; work holds intermediate files.
+    identity and epoch fix the GUIDs, the ESP's volume ID and its file times (a rebuild is the same)."""
     lay = layout(root_fs.stat().st_size)
     with disk.open("wb") as f:
         f.truncate(lay.disk_bytes)
     run(
         ["sfdisk", "--quiet", "--no-reread", "--no-tell-kernel", disk],
-        input=sfdisk_script(lay),
+        input=sfdisk_script(lay, identity),
         text=True,
         why="partitioning the whole disk",
         hint="install fdisk",
@@ -191,7 +200,7 @@ def assemble(root_fs: Path, disk: Path, work: Path) -> Layout:
     config = work / "grub.cfg"
     config.write_text(grub_config())
     core, esp = work / "core.img", work / "esp.img"
-    _esp(root_fs, config, work, esp)
+    _esp(root_fs, config, work, esp, identity, epoch)
     _copy_sparse(esp, disk, lay.esp.start)
 
     _grub_image("i386-pc", BIOS_MODULES, config, core)

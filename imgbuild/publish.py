@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import ctypes
 import ctypes.util
+import json
 import os
 import shutil
 import tempfile
@@ -88,3 +89,9 @@ def write_file(path: Path, write: Callable[[IO[bytes]], object]) -> None:
     except BaseException:
         os.unlink(temp)
         raise
+
+
+def write_json(path: Path, data: object) -> None:
+    """write_file of data as indented JSON (manifest, SBOM, reproducibility report)."""
+    text = (json.dumps(data, indent=2) + "\n").encode()
+    write_file(path, lambda out: out.write(text))

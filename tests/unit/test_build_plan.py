@@ -64,8 +64,9 @@ def test_cache_key_tracks_inputs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 def test_dib_command_and_environment(tmp_path: Path) -> None:
     cmd = dib.command(Role.webserver, Build(image_size_gb=2.0), tmp_path / "webserver")
     assert cmd[0] == "disk-image-create" and cmd[-2:] == ["debian-minimal", "imgbuild-webserver"]
-    assert "qcow2,raw" in cmd and "2.0" in cmd
-    env = dib.environment(Build(), MIRRORS, tmp_path / "cache", tmp_path / "tmp")
+    assert cmd[cmd.index("-t") + 1] == "raw" and "2.0" in cmd
+    env = dib.environment(Build(), MIRRORS, tmp_path / "cache", tmp_path / "tmp", 1796148062)
+    assert env["SOURCE_DATE_EPOCH"] == "1796148062"
     assert env["DIB_DISTRIBUTION_MIRROR"] == "http://m/debian"
     assert env["DIB_DEBIAN_SECURITY_MIRROR"] == "http://m/debian-security"
     assert env["DIB_RELEASE"] == "trixie" and env["IMGBUILD_KERNEL"] == "cloud-amd64"
@@ -101,7 +102,7 @@ def test_each_release_has_its_own_images_cache_and_key() -> None:
     assert cache.image_key(Role.webserver, trixie, MIRRORS, "3.43.0") != cache.image_key(
         Role.webserver, bookworm, MIRRORS, "3.43.0"
     )
-    assert dib.environment(trixie, MIRRORS, Path("c"), Path("t"))["DIB_RELEASE"] == "trixie"
+    assert dib.environment(trixie, MIRRORS, Path("c"), Path("t"), 0)["DIB_RELEASE"] == "trixie"
     assert openstack.image_properties("qcow2", 1, "trixie", OpenStack())["properties"]["os_version"] == "13"
 
 

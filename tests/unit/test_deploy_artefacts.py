@@ -6,6 +6,7 @@ import shlex
 import shutil
 import struct
 import subprocess
+import uuid
 from pathlib import Path
 
 import pytest
@@ -46,10 +47,13 @@ def test_partition_table_written_into_a_file(tmp_path: Path) -> None:
     disk = tmp_path / "disk.raw"
     with disk.open("wb") as f:
         f.truncate(lay.disk_bytes)
-    subprocess.run(["sfdisk", "--quiet", str(disk)], input=wholedisk.sfdisk_script(lay), text=True, check=True)
+    subprocess.run(
+        ["sfdisk", "--quiet", str(disk)], input=wholedisk.sfdisk_script(lay, uuid.UUID(int=1)), text=True, check=True
+    )
     table = subprocess.run(["sfdisk", "--json", str(disk)], capture_output=True, text=True, check=True).stdout
     assert "C12A7328-F81F-11D2-BA4B-00A0C93EC93B" in table and "21686148-6449-6E6F-744E-656564454649" in table
     assert f'"start": {lay.root.lba}' in table, table
+    assert str(uuid.uuid5(uuid.UUID(int=1), "gpt")).upper() in table, "the disk GUID comes from the identity"
 
 
 def test_grub_config_boots_the_image_kernel_by_root_label() -> None:

@@ -71,9 +71,29 @@ def test_no_mirror_is_one_clear_line(tmp_path: Path, monkeypatch: pytest.MonkeyP
 
 def test_unreachable_mirror_is_one_clear_line() -> None:
     with pytest.raises(UserError, match="mirror unreachable"):
-        mirror.check_reachable(
+        mirror.release_epoch(
             mirror.Mirrors("http://127.0.0.1:9/debian", "http://127.0.0.1:9/sec"), "bookworm", timeout=2
         )
+
+
+def _release(root: Path, suite: str, text: str) -> None:
+    (root / "dists" / suite).mkdir(parents=True)
+    (root / "dists" / suite / "Release").write_text(text)
+
+
+def test_source_date_epoch_is_the_newest_release_date(tmp_path: Path) -> None:
+    _release(tmp_path / "debian", "trixie", "Origin: Debian\nDate: Sat, 28 Nov 2026 09:12:40 UTC\nSuite: stable\n")
+    _release(tmp_path / "sec", "trixie-security", "Origin: Debian\nDate: Tue, 01 Dec 2026 18:01:02 UTC\n")
+    mirrors = mirror.Mirrors((tmp_path / "debian").as_uri(), (tmp_path / "sec").as_uri())
+    assert mirror.release_epoch(mirrors, "trixie") == 1796148062  # 2026-12-01T18:01:02Z
+
+
+def test_a_release_file_without_a_date_is_one_clear_line(tmp_path: Path) -> None:
+    _release(tmp_path / "debian", "trixie", "Origin: Debian\n")
+    _release(tmp_path / "sec", "trixie-security", "Date: nonsense\n")
+    mirrors = mirror.Mirrors((tmp_path / "debian").as_uri(), (tmp_path / "sec").as_uri())
+    with pytest.raises(UserError, match="not a Debian Release file"):
+        mirror.release_epoch(mirrors, "trixie")
 
 
 def test_another_release_from_the_hosts_mirror(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

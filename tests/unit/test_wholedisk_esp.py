@@ -2,14 +2,19 @@
 
 from __future__ import annotations
 
+import hashlib
 import shutil
 import subprocess
+import uuid
 from pathlib import Path
 
 import pytest
 
 from imgbuild.builder import wholedisk
 from imgbuild.errors import UserError
+
+IDENTITY = uuid.UUID("0b5a6a0e-0000-4000-8000-000000000001")
+EPOCH = 1796253224
 
 pytestmark = pytest.mark.skipif(
     not all(shutil.which(t) for t in ("mkfs.ext4", "debugfs", "mkfs.vfat", "mcopy", "mtype")),
@@ -38,7 +43,7 @@ def test_esp_holds_the_images_signed_shim_grub_and_the_config(tmp_path: Path) ->
     config.write_text(wholedisk.grub_config())
     esp = tmp_path / "esp.img"
     (tmp_path / "work").mkdir()
-    wholedisk._esp(_root_fs(tmp_path, signed), config, tmp_path / "work", esp)
+    wholedisk._esp(_root_fs(tmp_path, signed), config, tmp_path / "work", esp, IDENTITY, EPOCH)
     assert _esp_file(esp, "EFI/BOOT/BOOTX64.EFI") == b"signed /usr/lib/shim/shimx64.efi.signed"
     assert _esp_file(esp, "EFI/BOOT/grubx64.efi") == b"signed /usr/lib/grub/x86_64-efi-signed/grubx64.efi.signed"
     assert _esp_file(esp, "EFI/BOOT/mmx64.efi") == b"signed /usr/lib/shim/mmx64.efi.signed"
@@ -51,5 +56,19 @@ def test_an_image_without_the_signed_packages_is_one_clear_error(tmp_path: Path)
     config.write_text(wholedisk.grub_config())
     root = _root_fs(tmp_path, {"/usr/lib/shim/shimx64.efi.signed": b"shim"})
     with pytest.raises(UserError, match=r"grubx64\.efi\.signed is not in the image.*grub-efi-amd64-signed"):
-        wholedisk._esp(root, config, tmp_path, tmp_path / "esp.img")
+        wholedisk._esp(root, config, tmp_path, tmp_path / "esp.img", IDENTITY, EPOCH)
     assert not (tmp_path / "esp.img").exists()
+
+
+def test_the_same_inputs_give_the_same_esp(tmp_path: Path) -> None:
+    signed = {source: f"signed {source}".encode() for source in wholedisk.SIGNED_EFI.values()}
+    config = tmp_path / "grub.cfg"
+    config.write_text(wholedisk.grub_config())
+    root = _root_fs(tmp_path, signed)
+    digests = []
+    for n in (1, 2):
+        (tmp_path / f"work{n}").mkdir()
+        esp = tmp_path / f"esp{n}.img"
+        wholedisk._esp(root, config, tmp_path / f"work{n}", esp, IDENTITY, EPOCH)
+        digests.append(hashlib.sha256(esp.read_bytes()).hexdigest())
+    assert digests[0] == digests[1]
