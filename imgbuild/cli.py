@@ -8,12 +8,17 @@ import signal
 import sys
 from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
 from imgbuild import configfile, model, paths, ui
 from imgbuild.errors import UsageError, UserError
+
+if TYPE_CHECKING:
+    from imgbuild.builder import reproducible
+    from imgbuild.builder.build import Manifest
+    from imgbuild.builder.mirror import Mirrors
 
 app = typer.Typer(no_args_is_help=True, add_completion=False, help=__doc__)
 
@@ -75,6 +80,13 @@ def build(
     ] = None,
     release: ReleaseOpt = None,
     force: Annotated[bool, typer.Option("--force", help="rebuild even when nothing changed")] = False,
+    check_reproducible: Annotated[
+        bool,
+        typer.Option(
+            "--check-reproducible",
+            help="then rebuild each role elsewhere from the same inputs and compare the two builds",
+        ),
+    ] = False,
     json_out: JsonOpt = False,
 ) -> None:
     """Build the role images with diskimage-builder (cached by their inputs)."""
@@ -91,8 +103,53 @@ def build(
             "unchanged, cached" if result.cached else f"built in {result.manifest['build_seconds']} s, log {result.log}"
         )
         ui.ok(f"{r.value}: {paths.role_dir(paths.release_dir(output, b.release), r)}/ ({how})")
+    out: dict[str, Any] = {r.value: dict(result.manifest) for r, result in results.items()}
+    if check_reproducible:
+        reports = _check_reproducible(
+            roles, {r: result.manifest for r, result in results.items()}, cluster, mirrors, output
+        )
+        for r, report in reports.items():
+            out[r.value]["reproducibility"] = report
     if json_out:
-        ui.emit_json({r.value: result.manifest for r, result in results.items()})
+        ui.emit_json(out)
+    if check_reproducible and not all(report["tree_identical"] for report in reports.values()):
+        raise typer.Exit(1)
+
+
+def _check_reproducible(
+    roles: list[model.Role],
+    published: dict[model.Role, Manifest],
+    cluster: model.Cluster,
+    mirrors: Mirrors,
+    output: Path,
+) -> dict[model.Role, reproducible.Report]:
+    """Rebuild and compare (builder.reproducible); one line per role and artefact."""
+    from imgbuild.builder import reproducible
+
+    images = paths.release_dir(output, cluster.build.release)
+    with ui.progress([f"{r.value} rebuild" for r in roles]) as update:
+        reports = reproducible.check(
+            roles,
+            published,
+            cluster.build,
+            mirrors,
+            images,
+            cluster.openstack,
+            lambda r, status: update(f"{r.value} rebuild", status),
+        )
+    for r, report in reports.items():
+        where = images / f"{r.value}.{paths.REPRODUCIBILITY_SUFFIX}"
+        if report["tree_identical"]:
+            ui.ok(f"{r.value}: rebuilt in {report['rebuild_seconds']} s, same {report['files']} files ({where})")
+        else:
+            count = report["tree_differences_count"]
+            ui.error(f"{r.value}: the rebuilt root filesystem differs in {count} paths; see {where}")
+        for kind, result in report["artefacts"].items():
+            if result["identical"]:
+                ui.ok(f"  {kind}: identical")
+            else:
+                ui.warn(f"  {kind}: differs: {result['why']}")
+    return reports
 
 
 SeedsOpt = Annotated[Path, typer.Option("--seeds", help="directory of the per-node seeds")]

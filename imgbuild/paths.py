@@ -20,6 +20,8 @@ SUFFIX = {
     "disk-raw": "disk.raw",
 }
 SBOM_SUFFIX = "spdx.json"  # <role>.spdx.json: the image's SPDX bill of materials
+# <release>/<role>.reproducibility.json: `imgbuild build --check-reproducible`'s comparison of a rebuild
+REPRODUCIBILITY_SUFFIX = "reproducibility.json"
 NOCLOUD_ISO = "nocloud.iso"
 CONFIG_DRIVE_ISO = "config-drive.iso"
 # A role's boot files in the PXE tree (pxe/<role>/NAME).

@@ -140,6 +140,22 @@ def test_cache_hit_is_fast(images: Path, test_env: dict[str, str]) -> None:
     assert "cached" in result.stderr
 
 
+def test_a_rebuild_gives_the_same_bytes(images: Path, test_env: dict[str, str]) -> None:
+    """`--check-reproducible` rebuilds the web server elsewhere from the same inputs and epoch: the same
+    files, and every artefact the same bytes (issue 18)."""
+    result = run_imgbuild(
+        "build", "--role", "webserver", "--output", str(images.parent), "--check-reproducible", "--json", env=test_env
+    )
+    report = json.loads(result.stdout)["webserver"]["reproducibility"]
+    if not report["packages_identical"]:
+        pytest.skip("the mirror moved on between the two builds: other package versions, other bytes")
+    assert report["tree_identical"], report["tree_differences"]
+    assert {kind: a["why"] for kind, a in report["artefacts"].items() if not a["identical"]} == {}
+    assert result.returncode == 0 and report["files"] > 10_000
+    assert json.loads((images / "webserver.reproducibility.json").read_text()) == report
+    assert not list(images.glob(".rebuild.*")), "the rebuild is removed"
+
+
 def test_failed_build_leaves_previous_output(images: Path, test_env: dict[str, str]) -> None:
     before = (images / "webserver" / "manifest.json").read_bytes()
     env = dict(test_env, IMGBUILD_MIRROR="http://127.0.0.1:9/debian", IMGBUILD_SECURITY_MIRROR="http://127.0.0.1:9/sec")
@@ -174,6 +190,7 @@ def test_interrupted_build_leaves_previous_output_and_no_loop_devices(
     assert not list(images.glob(".*.tmp"))
     assert subprocess.run(["losetup", "-a"], capture_output=True, text=True, check=True).stdout == loops_before
     assert "dib_build" not in Path("/proc/mounts").read_text()
+    assert "imgbuild-rootfs-" not in Path("/proc/mounts").read_text()
 
 
 @pytest.mark.parametrize(
