@@ -20,6 +20,7 @@ from typing import TypedDict
 from imgbuild.builder import rootfs
 from imgbuild.builder.build import Manifest, build_roles
 from imgbuild.builder.mirror import Mirrors
+from imgbuild.errors import UserError
 from imgbuild.model import Build, OpenStack, Role
 from imgbuild.paths import REPRODUCIBILITY_SUFFIX, role_dir
 from imgbuild.publish import write_json
@@ -209,6 +210,11 @@ def check(
     """Rebuild each published role image (output/<role>/) from the same inputs and SOURCE_DATE_EPOCH
     in a scratch directory of its own, compare, write output/<role>.reproducibility.json and remove
     the rebuild."""
+    for role in roles:
+        if "source_date_epoch" not in published[role]:
+            raise UserError(
+                f"{role.value}: built before imgbuild recorded its SOURCE_DATE_EPOCH; rebuild it with --force"
+            )
     scratch = Path(tempfile.mkdtemp(prefix=".rebuild.", suffix=".tmp", dir=output))
     try:
         epochs = {role: published[role]["source_date_epoch"] for role in roles}

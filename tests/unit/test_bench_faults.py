@@ -37,3 +37,14 @@ def test_rounds_fold_into_one_row_per_drill() -> None:
     assert b["failed_requests"] == ["20/100", "60/100", "30/100"]
     g = matrix["g-hung-webserver"]
     assert (g["bounded_figure"], g["bounded_p50"], g["bounded_max"]) == ("out_of_rotation_s", 2.4, 2.4)
+
+
+def test_hook_seconds_reads_dib_run_parts_profiling(tmp_path: Path) -> None:
+    log = tmp_path / "webserver.build.log"
+    log.write_text(
+        "2026-12-04 17:33:41.977 | dib-run-parts Script                                     Seconds\n"
+        "2026-12-04 17:33:41.977 | dib-run-parts 01-copy-manifests-dir                        0.054\n"
+        "2026-12-04 17:33:41.977 | dib-run-parts 96-imgbuild-no-build-paths                    0.004\n"
+        "2026-12-04 17:33:41.977 | dib-run-parts 98-imgbuild-no-build-traces                   0.120\n"
+    )
+    assert bench.hook_seconds(log) == {"96-imgbuild-no-build-paths": 0.004, "98-imgbuild-no-build-traces": 0.12}
