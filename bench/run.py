@@ -406,8 +406,16 @@ def main() -> None:
             figures = {"releases": {release: bench_build(scratch, release) for release in args.release or RELEASES}}
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
-    figures["measured_at"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
-    (RESULTS / f"{args.which}.json").write_text(json.dumps(figures, indent=2) + "\n")
+    now = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+    figures["measured_at"] = now
+    path = RESULTS / f"{args.which}.json"
+    if "releases" in figures and path.exists():
+        # `--release` measures some releases: the others keep their figures, each with its own date
+        for entry in figures["releases"].values():
+            entry["measured_at"] = now
+        kept = json.loads(path.read_text()).get("releases", {})
+        figures["releases"] = {**kept, **figures["releases"]}
+    path.write_text(json.dumps(figures, indent=2) + "\n")
     print(json.dumps(figures, indent=2))
 
 
